@@ -1,0 +1,37 @@
+/* Y = X · Wᵀ for W in any sr_wformat, X in f32.
+ *
+ * X is token-major: n rows of `cols` floats (row stride ldx); Y gets n rows
+ * of `rows` floats (row stride ldy, so a caller can write into a slice of a
+ * wider buffer).  n = 1..8 takes the decode path (fused dequantize + dot,
+ * every weight byte read once); larger n the prefill path (dequantize tiles
+ * into a cache-sized buffer, then sgemm).  Threads: OpenMP over output rows;
+ * call from outside any parallel region.
+ *
+ * Every fast path has a scalar reference (sr_matmul_ref) that the tests
+ * compare it with. */
+#ifndef SR_MATMUL_H
+#define SR_MATMUL_H
+
+#include <stdint.h>
+
+#include "quant/qmatrix.h"
+
+typedef enum sr_isa { SR_ISA_SCALAR, SR_ISA_AVX2, SR_ISA_AVX512 } sr_isa;
+
+/* Best ISA this CPU supports (cpuid), capped by STRATA_ISA=scalar|avx2|avx512. */
+sr_isa sr_isa_detect(void);
+const char *sr_isa_name(sr_isa isa);
+
+void sr_matmul(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy);
+
+/* Scalar reference: dequantize exactly, accumulate in double. */
+void sr_matmul_ref(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
+                   int64_t ldy);
+
+/* Explicit paths for tests and benchmarks. */
+void sr_matmul_decode(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
+                      int64_t ldy, sr_isa isa);
+void sr_matmul_prefill(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
+                       int64_t ldy, sr_isa isa);
+
+#endif

@@ -1,0 +1,2 @@
+/* placeholder: implemented by its owner */
+typedef int sr_placeholder_config;

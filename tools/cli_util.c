@@ -1,0 +1,81 @@
+#include "tools/cli_util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "runtime/alloc.h"
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || v < 0) return -1;
+    while (*end == ' ') end++;
+    static const struct { const char *suf; double mul; } sufs[] = {
+        {"", 1}, {"B", 1},
+        {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
+        {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+        {"K", 1024.0}, {"M", 1048576.0}, {"G", 1073741824.0}, {"T", 1099511627776.0},
+    };
+    for (size_t i = 0; i < sizeof sufs / sizeof *sufs; i++)
+        if (!strcasecmp(end, sufs[i].suf) && (sufs[i].suf[0] || !*end)) {
+            double b = v * sufs[i].mul;
+            if (b > 1.8e19) return -1;
+            *out = (uint64_t)(b + 0.5);
+            return 0;
+        }
+    return -1;
+}
+
+int64_t cli_parse_int_list(const char *s, int64_t **out)
+{
+    int64_t n = 0, cap = 16;
+    int64_t *v = sr_malloc((size_t)cap * sizeof *v);
+    if (!v) return -1;
+    const char *p = s;
+    while (*p) {
+        while (isspace((unsigned char)*p)) p++;
+        char *end;
+        errno = 0;
+        long long x = strtoll(p, &end, 10);
+        if (end == p || errno) { sr_free(v); return -1; }
+        if (n == cap) {
+            int64_t *nv = sr_realloc(v, (size_t)(cap *= 2) * sizeof *v);
+            if (!nv) { sr_free(v); return -1; }
+            v = nv;
+        }
+        v[n++] = x;
+        p = end;
+        while (isspace((unsigned char)*p)) p++;
+        if (*p == ',') p++;
+        else if (*p) { sr_free(v); return -1; }
+    }
+    *out = v;
+    return n;
+}
+
+const char *cli_fmt_bytes(uint64_t n, char *buf, size_t len)
+{
+    static const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int i = 0;
+    while (v >= 1024 && i < 4) { v /= 1024; i++; }
+    if (i == 0) snprintf(buf, len, "%llu B", (unsigned long long)n);
+    else snprintf(buf, len, "%.2f %s", v, u[i]);
+    return buf;
+}
+
+void cli_json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}

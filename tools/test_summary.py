@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Counts meson test results from testlog.json files and prints the closing
+line `N passed, N failed, N skipped`.  A timed-out test counts as failed
+(meson 1.0.1 reports it as passed in its JUnit file).  Skipped tests are
+listed with the reason they printed (e.g. `skipped: no CUDA device`).
+Exit status: 0 when nothing failed."""
+import json
+import sys
+
+passed = failed = skipped = 0
+for path in sys.argv[1:]:
+    if path.startswith("BUILD-FAILED:"):
+        print(f"FAILED: the {path.split(':', 1)[1]} build")
+        failed += 1
+        continue
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        print(f"FAILED: no test log {path}")
+        failed += 1
+        continue
+    for line in lines:
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        res, name = r.get("result"), r.get("name")
+        if res in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        elif res == "SKIP":
+            skipped += 1
+            out = (r.get("stdout") or "").strip().splitlines()
+            reason = next((l for l in reversed(out) if "skipped" in l), out[-1] if out else "")
+            print(f"SKIP: {name}: {reason}")
+        else:
+            failed += 1
+            print(f"FAILED: {name} ({res}) in {path}")
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+sys.exit(1 if failed else 0)
