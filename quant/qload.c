@@ -1,0 +1,1 @@
+typedef int sr_placeholder_qload;
