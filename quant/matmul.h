@@ -34,4 +34,9 @@ void sr_matmul_decode(const sr_qmatrix *w, const float *x, int64_t n, int64_t ld
 void sr_matmul_prefill(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
                        int64_t ldy, sr_isa isa);
 
+/* Prefill numerics: f32 by default.  STRATA_PREFILL=bf16 opts into rounding
+ * weights and activations to bf16 for OpenBLAS sbgemm (f32 accumulation),
+ * available only if the linked OpenBLAS exports cblas_sbgemm. */
+int sr_matmul_bf16_available(void);
+
 #endif

@@ -27,9 +27,16 @@ typedef struct sr_adapter_meta {
 
     int64_t lut_size;           /* Gen B/C: T_lut (§3.5); 0 otherwise */
     int64_t *lut;               /* [lut_size] substitute or -1 */
+
+    sr_switch_gen gen;          /* which of the tables above are in use */
+    int64_t *substitute_ids;    /* [n_ctrl] Gen B/C: config adapter_substitute_token_ids */
+    int64_t codebook_rows;      /* Gen C: codebook shape [capacity, 2^m] (§6.2.6); 0 otherwise */
+    int64_t codebook_cols;
 } sr_adapter_meta;
 
+/* On failure *m is zeroed and nothing leaks. */
 int sr_adapter_meta_build(const sr_config *cfg, sr_adapter_meta *m, sr_error *err);
+/* Safe on a zeroed or already freed m. */
 void sr_adapter_meta_free(sr_adapter_meta *m);
 
 /* Mem(t) for any token id (0 for ordinary tokens). */

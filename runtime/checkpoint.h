@@ -27,4 +27,12 @@ const char *sr_ckpt_shard_path(const sr_checkpoint *ck, size_t i);
 uint64_t sr_ckpt_shard_disk_bytes(const sr_checkpoint *ck, size_t i);
 uint64_t sr_ckpt_shard_bytes(const sr_checkpoint *ck, size_t i);
 
+/* Decompresses a zstd-compressed safetensors image held in memory (every
+ * frame must carry a content checksum) and opens the result, which the file
+ * then owns.  At most `max_bytes` are decompressed.  `name` is used in
+ * messages.  The buffer is only read during the call.  Used for .zst shards
+ * and by the fuzz target. */
+int sr_ckpt_zst_open_memory(const void *buf, size_t len, const char *name, uint64_t max_bytes,
+                            sr_st_file **out, sr_error *err);
+
 #endif

@@ -9,6 +9,7 @@
 #define SR_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "runtime/dtype.h"
@@ -140,7 +141,17 @@ int sr_config_load(const char *path, sr_config *cfg, sr_error *err);
 /* Same from memory; `source` names it in messages. */
 int sr_config_parse(const char *json, size_t len, const char *source, sr_config *cfg,
                     sr_error *err);
+/* Safe on a zeroed or already freed cfg (it is zeroed again). */
 void sr_config_free(sr_config *cfg);
+
+/* Only the `quantization_config` block (mode SR_BNB_NONE when absent) and
+ * the model dtype (`dtype` / `torch_dtype`, F32 if absent; `dtype` may be
+ * NULL) of a config.json, for files whose model part is not a Granite config
+ * (e.g. the bnb golden toys, which have no model_type). */
+int sr_quant_config_load(const char *path, sr_bnb_config *q, sr_dtype *dtype, sr_error *err);
+int sr_quant_config_parse(const char *json, size_t len, const char *source, sr_bnb_config *q,
+                          sr_dtype *dtype, sr_error *err);
+void sr_bnb_config_free(sr_bnb_config *q);
 
 const char *sr_gen_name(sr_switch_gen g);      /* "none", "A (KV hiding)", ... */
 const char *sr_arch_name(sr_arch a);

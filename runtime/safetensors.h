@@ -30,7 +30,10 @@ typedef struct sr_tensor {
 /* Opens and validates `path`.  On failure *out is NULL and nothing leaks. */
 int sr_st_open(const char *path, sr_st_file **out, sr_error *err);
 /* Same over a caller-owned buffer; `name` is used in messages.  If
- * `take_ownership` the buffer (allocated with sr_malloc) is freed on close. */
+ * `take_ownership` the buffer (allocated with sr_malloc) is freed on close,
+ * or before returning when the open fails.  Tensor data is not copied: its
+ * alignment is that of buf + 8 + header length (HF writers pad the header to
+ * a multiple of 8). */
 int sr_st_open_memory(const void *buf, size_t len, const char *name, int take_ownership,
                       sr_st_file **out, sr_error *err);
 void sr_st_close(sr_st_file *f);

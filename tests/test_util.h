@@ -32,6 +32,7 @@ static inline const char *test_tmpdir(void)
 /* Reads a whole file (malloc'd, NUL-terminated); NULL on error. */
 static inline char *test_read_file(const char *path, size_t *len)
 {
+    if (len) *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);

@@ -6,5 +6,18 @@
 #define SR_COMMANDS_H
 
 int cmd_inspect(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_dequantize(int argc, char **argv);
+/* `strata bench` dispatches to bench_<what> (tools/cmd_bench.c). */
+int cmd_bench(int argc, char **argv);
+int bench_quant(int argc, char **argv);
+int bench_tokenize(int argc, char **argv);
 
 #endif

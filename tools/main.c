@@ -9,7 +9,17 @@ static const struct command {
     int (*fn)(int argc, char **argv);
     const char *help;
 } commands[] = {
+    {"logits", cmd_logits, "write the raw logits of a token sequence (full or prefill + decode)"},
+    {"run", cmd_run, "generate tokens after a prompt of token ids (greedy or sampled)"},
     {"inspect", cmd_inspect, "describe a checkpoint (architecture, adapters, tensors, bytes)"},
+    {"plan", cmd_plan, "where each unit would go over GPUs / sim devices / host, before loading"},
+    {"tokenize", cmd_tokenize, "text -> token ids with the model's tokenizer.json"},
+    {"detokenize", cmd_detokenize, "token ids -> text with the model's tokenizer.json"},
+    {"synth", cmd_synth, "write a random-weight checkpoint of a real model's shape (for benchmarks)"},
+    {"convert", cmd_convert, "HF safetensors model -> bnb-format checkpoint (nf4, fp4, int8), or back"},
+    {"quantize", cmd_quantize, "quantize the 2-D float tensors of a safetensors file (nf4, fp4, int8)"},
+    {"dequantize", cmd_dequantize, "write the exact f32 dequantization of one stored weight"},
+    {"bench", cmd_bench, "micro-benchmarks (bench quant: matmul kernels per weight format)"},
 };
 
 static void usage(FILE *f)

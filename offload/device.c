@@ -1,0 +1,220 @@
+#include "offload/device.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "offload/budget.h"
+#include "runtime/alloc.h"
+
+int sr_dev_alloc(sr_device *d, size_t n, sr_dbuf *out, sr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!d->ops)
+        return sr_fail(err, "%s: this build cannot allocate on it (planning only)", d->name);
+    if (n > d->budget || d->used > d->budget - n)
+        return sr_fail(err, "%s: allocating %zu bytes would exceed its budget (%llu of %llu bytes "
+                       "in use)", d->name, n, (unsigned long long)d->used,
+                       (unsigned long long)d->budget);
+    void *p = d->ops->alloc(d, n ? n : 1);
+    if (!p) return sr_fail(err, "%s: out of memory allocating %zu bytes", d->name, n);
+    d->used += n;
+    if (d->used > d->peak) d->peak = d->used;
+    d->n_allocs++;
+    *out = (sr_dbuf){d, p, n};
+    return 0;
+}
+
+void sr_dev_free(sr_dbuf *b)
+{
+    if (!b || !b->dev || !b->ptr) return;
+    sr_device *d = b->dev;
+    d->ops->free(d, b->ptr);
+    d->used -= b->size;
+    d->n_allocs--;
+    memset(b, 0, sizeof *b);
+}
+
+/* Counts a copy of n bytes from device `src` to device `dst` (NULL = host
+ * memory that belongs to no device). */
+static void count_copy(sr_device *dst, sr_device *src, size_t n)
+{
+    bool dst_acc = dst && !sr_dev_is_host(dst), src_acc = src && !sr_dev_is_host(src);
+    if (dst_acc && src_acc) {
+        if (dst == src) return;
+        src->moved.d2d_out += n;
+        dst->moved.d2d_in += n;
+    } else if (dst_acc) {
+        dst->moved.h2d += n;
+    } else if (src_acc) {
+        src->moved.d2h += n;
+    } else {
+        return;
+    }
+    if (dst_acc) dst->moved.n_copies++;
+    if (src_acc && src != dst) src->moved.n_copies++;
+}
+
+static int check_range(const sr_dbuf *b, size_t off, size_t n, const char *what, sr_error *err)
+{
+    if (!b || !b->ptr) return sr_fail(err, "copy: %s buffer is not allocated", what);
+    if (off > b->size || n > b->size - off)
+        return sr_fail(err, "copy: %s range [%zu, +%zu) outside its %zu-byte buffer on %s", what,
+                       off, n, b->size, b->dev->name);
+    return 0;
+}
+
+int sr_dev_copy(const sr_dbuf *dst, size_t dst_off, const sr_dbuf *src, size_t src_off, size_t n,
+                sr_error *err)
+{
+    if (check_range(dst, dst_off, n, "destination", err) ||
+        check_range(src, src_off, n, "source", err))
+        return -1;
+    memmove((char *)dst->ptr + dst_off, (const char *)src->ptr + src_off, n);
+    count_copy(dst->dev, src->dev, n);
+    return 0;
+}
+
+int sr_dev_upload(const sr_dbuf *dst, size_t dst_off, const void *host, size_t n, sr_error *err)
+{
+    if (check_range(dst, dst_off, n, "destination", err)) return -1;
+    if (n) memcpy((char *)dst->ptr + dst_off, host, n);
+    count_copy(dst->dev, NULL, n);
+    return 0;
+}
+
+int sr_dev_download(void *host, const sr_dbuf *src, size_t src_off, size_t n, sr_error *err)
+{
+    if (check_range(src, src_off, n, "source", err)) return -1;
+    if (n) memcpy(host, (const char *)src->ptr + src_off, n);
+    count_copy(NULL, src->dev, n);
+    return 0;
+}
+
+int sr_stream_create(sr_device *d, sr_stream *s, sr_error *err)
+{
+    (void)err;
+    *s = (sr_stream){d, NULL};
+    return 0;
+}
+
+void sr_stream_destroy(sr_stream *s) { if (s) s->dev = NULL; }
+
+int sr_stream_sync(sr_stream *s, sr_error *err)
+{
+    (void)s;
+    (void)err;
+    return 0;   /* cpu/sim: every operation completed in its call */
+}
+
+int sr_event_record(sr_event *e, sr_stream *s, sr_error *err)
+{
+    (void)err;
+    *e = (sr_event){s ? s->dev : NULL, NULL};
+    return 0;
+}
+
+int sr_event_wait(sr_stream *s, const sr_event *e, sr_error *err)
+{
+    (void)s;
+    (void)e;
+    (void)err;
+    return 0;
+}
+
+void sr_dev_reset_stats(sr_device *d)
+{
+    memset(&d->moved, 0, sizeof d->moved);
+    d->peak = d->used;
+}
+
+void sr_device_init_cuda_info(sr_device *d, const sr_device_info *info)
+{
+    memset(d, 0, sizeof *d);
+    d->kind = SR_DEV_CUDA;
+    d->gpu = info->index;
+    snprintf(d->name, sizeof d->name, "cuda:%d", info->index);
+    d->total = info->total_bytes;
+    d->free_bytes = info->free_bytes;
+    d->budget = info->free_bytes;
+    d->ops = NULL;
+}
+
+/* One "sim:NxSIZE" / "sim:SIZE" group. */
+static int parse_sim_group(const char *item, sr_device_set *set, sr_error *err)
+{
+    const char *p = item + 4;
+    long count = 1;
+    const char *x = strchr(p, 'x');
+    if (!x) x = strchr(p, 'X');
+    if (x) {
+        char *end;
+        errno = 0;
+        count = strtol(p, &end, 10);
+        if (end != x || errno || count < 1 || count > SR_MAX_DEVICES)
+            return sr_fail(err, "--devices: '%s': bad device count (1..%d)", item, SR_MAX_DEVICES);
+        p = x + 1;
+    }
+    uint64_t bytes;
+    if (sr_parse_size(p, &bytes) || bytes == 0)
+        return sr_fail(err, "--devices: '%s': bad memory size (expected e.g. sim:2x512MiB)", item);
+    if (set->n_gpu + count > SR_MAX_DEVICES)
+        return sr_fail(err, "--devices: more than %d accelerators", SR_MAX_DEVICES);
+    for (long i = 0; i < count; i++, set->n_gpu++)
+        sr_device_init_sim(&set->gpu[set->n_gpu], set->n_gpu, bytes);
+    return 0;
+}
+
+int sr_device_set_parse(const char *spec, sr_device_set *set, sr_error *err)
+{
+    memset(set, 0, sizeof *set);
+    sr_device_init_cpu(&set->host);
+    char *copy = sr_strdup(spec ? spec : "");
+    if (!copy) return sr_fail(err, "--devices: out of memory");
+    int rc = 0, kinds = 0;   /* bit 0 sim, bit 1 cuda, bit 2 cpu */
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item && !rc; item = strtok_r(NULL, ",", &save)) {
+        while (isspace((unsigned char)*item)) item++;
+        if (!strncasecmp(item, "sim:", 4)) {
+            kinds |= 1;
+            rc = parse_sim_group(item, set, err);
+        } else if (!strcasecmp(item, "cuda")) {
+            kinds |= 2;
+            char why[256] = "";
+            sr_device_set real;
+            sr_device_set_detect(&real, why, sizeof why);
+            if (!real.n_gpu) rc = sr_fail(err, "--devices: cuda: %s", why);
+            for (int i = 0; i < real.n_gpu && set->n_gpu < SR_MAX_DEVICES; i++)
+                set->gpu[set->n_gpu++] = real.gpu[i];
+        } else if (!strcasecmp(item, "cpu") || !strcasecmp(item, "host")) {
+            kinds |= 4;
+        } else if (!strcasecmp(item, "disk")) {
+            rc = sr_fail(err, "--devices: 'disk': strata does not offload to disk");
+        } else {
+            rc = sr_fail(err, "--devices: '%s': expected sim:NxSIZE, sim:SIZE, cuda or cpu", item);
+        }
+    }
+    if (!rc && !kinds) rc = sr_fail(err, "--devices: empty (expected e.g. sim:2x512MiB or cpu)");
+    if (!rc && (kinds & 3) == 3)
+        rc = sr_fail(err, "--devices: simulated and real accelerators cannot be mixed");
+    if (!rc && (kinds & 4) && set->n_gpu)
+        rc = sr_fail(err, "--devices: 'cpu' means no accelerator; the host is always a tier");
+    sr_free(copy);
+    if (rc) {
+        memset(set, 0, sizeof *set);
+        sr_device_init_cpu(&set->host);
+    }
+    return rc;
+}
+
+void sr_device_set_detect(sr_device_set *set, char *why, size_t why_len)
+{
+    memset(set, 0, sizeof *set);
+    sr_device_init_cpu(&set->host);
+    sr_device_info info[SR_MAX_DEVICES];
+    int n = sr_list_devices(info, SR_MAX_DEVICES, why, (int)why_len);
+    for (int i = 0; i < n; i++) sr_device_init_cuda_info(&set->gpu[set->n_gpu++], &info[i]);
+}

@@ -1,0 +1,307 @@
+/* AVX-512 kernels (F + BW + VL + DQ, with FMA and F16C).
+ *
+ * Every function carries a target attribute instead of the file being built
+ * with -mavx512f: the build does not assume the host CPU, and matmul.c only
+ * calls these after cpuid reported the extensions (sr_kernels_for). */
+#include "quant/matmul_kernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#include <string.h>
+
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline)) TARGET
+
+/* Independent accumulator chains per column: FMA latency (4 cycles) needs
+ * about four sums in flight; with few columns we split each column's sum. */
+#define CHAINS(n) ((n) >= 4 ? 1 : (n) == 1 ? 4 : 2)
+
+/* Instantiates CALL(N) for the runtime column count n = 1..8 so that every
+ * kernel body is compiled with a constant column count (registers, unroll). */
+#define FOR_N(CALL)                \
+    switch (n) {                   \
+    case 1: CALL(1); break;        \
+    case 2: CALL(2); break;        \
+    case 3: CALL(3); break;        \
+    case 4: CALL(4); break;        \
+    case 5: CALL(5); break;        \
+    case 6: CALL(6); break;        \
+    case 7: CALL(7); break;        \
+    case 8: CALL(8); break;        \
+    default: break;                \
+    }
+
+/* ---- dense formats (f32, bf16, f16, int8 codes) ------------------------ */
+
+/* 16 consecutive weights of a dense row as f32 (int8: the raw codes). */
+INLINE __m512 load16(sr_wformat f, const void *row, int64_t j)
+{
+    switch (f) {
+    case SR_W_BF16: {
+        __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + j));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case SR_W_F16:
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + j)));
+    case SR_W_INT8: {
+        __m128i q = _mm_loadu_si128((const __m128i *)((const int8_t *)row + j));
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+    }
+    default:
+        return _mm512_loadu_ps((const float *)row + j);
+    }
+}
+
+/* Same for the first popcount(m) elements (masked lanes read as 0). */
+INLINE __m512 load16_mask(sr_wformat f, const void *row, int64_t j, __mmask16 m)
+{
+    switch (f) {
+    case SR_W_BF16: {
+        __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + j);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case SR_W_F16:
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + j));
+    case SR_W_INT8:
+        return _mm512_cvtepi32_ps(
+            _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const int8_t *)row + j)));
+    default:
+        return _mm512_maskz_loadu_ps(m, (const float *)row + j);
+    }
+}
+
+static size_t elem_size(sr_wformat f)
+{
+    return f == SR_W_F32 ? 4 : f == SR_W_INT8 ? 1 : 2;
+}
+
+/* Rows [r0, r1) of a dense matrix (row stride ldw elements) times n columns. */
+INLINE void dense_rows(sr_wformat f, const void *data, int64_t ldw, const float *scb,
+                       int64_t cols, const float *x, int64_t ldx, float *y, int64_t ldy,
+                       int64_t r0, int64_t r1, const int n)
+{
+    const int P = CHAINS(n);
+    const int64_t tail = cols & 15;
+    const __mmask16 tmask = (__mmask16)((1u << tail) - 1);
+    for (int64_t r = r0; r < r1; r++) {
+        const void *row = (const char *)data + (size_t)(r * ldw) * elem_size(f);
+        __m512 acc[8][4];
+        for (int c = 0; c < n; c++)
+            for (int p = 0; p < P; p++) acc[c][p] = _mm512_setzero_ps();
+        int64_t j = 0;
+        for (; j + 16 * P <= cols; j += 16 * P)
+            for (int p = 0; p < P; p++) {
+                __m512 wv = load16(f, row, j + 16 * p);
+                for (int c = 0; c < n; c++)
+                    acc[c][p] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + c * ldx + j + 16 * p),
+                                                acc[c][p]);
+            }
+        for (; j + 16 <= cols; j += 16) {
+            __m512 wv = load16(f, row, j);
+            for (int c = 0; c < n; c++)
+                acc[c][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + c * ldx + j), acc[c][0]);
+        }
+        if (tail) {
+            __m512 wv = load16_mask(f, row, j, tmask);
+            for (int c = 0; c < n; c++)
+                acc[c][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(tmask, x + c * ldx + j),
+                                            acc[c][0]);
+        }
+        for (int c = 0; c < n; c++) {
+            __m512 s = acc[c][0];
+            for (int p = 1; p < P; p++) s = _mm512_add_ps(s, acc[c][p]);
+            float v = _mm512_reduce_add_ps(s);
+            if (f == SR_W_INT8) v = (v * scb[r]) * SR_INT8_DEQUANT_SCALE;
+            y[c * ldy + r] = v;
+        }
+    }
+}
+
+#define DENSE_CALL(N) dense_rows(fmt_, data, ldw, scb, cols, x, ldx, y, ldy, r0, r1, N)
+#define DENSE_FN(name, FMT)                                                                  \
+    static TARGET void name(const void *data, int64_t ldw, const float *scb, int64_t cols,  \
+                            const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,  \
+                            int64_t r0, int64_t r1)                                         \
+    {                                                                                       \
+        const sr_wformat fmt_ = FMT;                                                        \
+        FOR_N(DENSE_CALL)                                                                   \
+    }
+DENSE_FN(dense_f32, SR_W_F32)
+DENSE_FN(dense_bf16, SR_W_BF16)
+DENSE_FN(dense_f16, SR_W_F16)
+DENSE_FN(dense_int8, SR_W_INT8)
+
+/* ---- 4-bit decode (permuted x, see matmul_kernels.h) ------------------- */
+
+enum { Q4_GROUP = 128 }; /* 16 lanes x 8 nibbles = one 64-byte load */
+
+INLINE void q4_rows(const sr_qmatrix *w, const float *xp, float *y, int64_t ldy, int64_t r0,
+                    int64_t r1, const int n)
+{
+    const int P = CHAINS(n);
+    const __m512 tab = _mm512_loadu_ps(sr_q4_table(w->fmt));
+    const int64_t cols = w->cols, ngroups = cols / Q4_GROUP;
+    const uint8_t *data = w->data;
+    const float *scales = w->scales;
+    const int shift = __builtin_ctz((unsigned)w->blocksize);
+    /* blocksize >= 128: a group lies in one block.  Smaller: lane d (group
+     * elements 8d..8d+7) lies in block (8d >> shift) of the group. */
+    const int wide = w->blocksize >= Q4_GROUP;
+    const __m512i lane_blk = _mm512_srlv_epi32(
+        _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120),
+        _mm512_set1_epi32(shift));
+    const __mmask16 smask = wide ? 1 : (__mmask16)((1u << (Q4_GROUP >> shift)) - 1);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *p = data + r * (cols / 2);
+        int64_t e = r * cols;
+        __m512 acc[8];
+        for (int c = 0; c < n; c++) acc[c] = _mm512_setzero_ps();
+        for (int64_t g = 0; g < ngroups; g++, e += Q4_GROUP) {
+            __m512i v = _mm512_loadu_si512((const void *)(p + g * (Q4_GROUP / 2)));
+            __m512 sv = wide ? _mm512_set1_ps(scales[e >> shift])
+                             : _mm512_permutexvar_ps(
+                                   lane_blk, _mm512_maskz_loadu_ps(smask, scales + (e >> shift)));
+            const float *xg = xp + g * Q4_GROUP;
+            __m512 t[8][4];
+            for (int c = 0; c < n; c++)
+                for (int q = 0; q < P; q++) t[c][q] = _mm512_setzero_ps();
+            for (int k = 0; k < 8; k++) {
+                /* vpermps reads only the low 4 bits of each index. */
+                __m512 wk = _mm512_permutexvar_ps(v, tab);
+                v = _mm512_srli_epi32(v, 4);
+                for (int c = 0; c < n; c++)
+                    t[c][k % P] =
+                        _mm512_fmadd_ps(wk, _mm512_loadu_ps(xg + c * cols + 16 * k), t[c][k % P]);
+            }
+            for (int c = 0; c < n; c++) {
+                __m512 s = t[c][0];
+                for (int q = 1; q < P; q++) s = _mm512_add_ps(s, t[c][q]);
+                acc[c] = _mm512_fmadd_ps(s, sv, acc[c]);
+            }
+        }
+        for (int c = 0; c < n; c++) y[c * ldy + r] = _mm512_reduce_add_ps(acc[c]);
+    }
+}
+
+#define Q4_CALL(N) q4_rows(w, x, y, ldy, r0, r1, N)
+
+static TARGET void decode_avx512(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx,
+                                 float *y, int64_t ldy, int64_t r0, int64_t r1)
+{
+    switch (w->fmt) {
+    case SR_W_NF4:
+    case SR_W_FP4: FOR_N(Q4_CALL) break;
+    case SR_W_F32: dense_f32(w->data, w->cols, NULL, w->cols, x, n, ldx, y, ldy, r0, r1); break;
+    case SR_W_BF16: dense_bf16(w->data, w->cols, NULL, w->cols, x, n, ldx, y, ldy, r0, r1); break;
+    case SR_W_F16: dense_f16(w->data, w->cols, NULL, w->cols, x, n, ldx, y, ldy, r0, r1); break;
+    case SR_W_INT8: dense_int8(w->data, w->cols, w->scb, w->cols, x, n, ldx, y, ldy, r0, r1); break;
+    default: break;
+    }
+}
+
+static TARGET void dot_f32_avx512(const float *w, int64_t ldw, int64_t cols, const float *x,
+                                  int64_t n, int64_t ldx, float *y, int64_t ldy, int64_t r0,
+                                  int64_t r1)
+{
+    dense_f32(w, ldw, NULL, cols, x, n, ldx, y, ldy, r0, r1);
+}
+
+/* ---- exact dequantization (natural element order) ---------------------- */
+
+static TARGET void dequant_q4(const sr_qmatrix *w, int64_t e0, int64_t e1, float *out)
+{
+    const float *table = sr_q4_table(w->fmt);
+    const int bs = w->blocksize;
+    if (bs < 16 || (bs & (bs - 1))) { /* 16-element chunks must not cross blocks */
+        sr_dequant_flat_scalar(w, e0, e1, out);
+        return;
+    }
+    const int shift = __builtin_ctz((unsigned)bs);
+    const uint8_t *data = w->data;
+    const __m512 tab = _mm512_loadu_ps(table);
+    /* Bytes are duplicated (b0 b0 b1 b1 ...): even element = high nibble. */
+    const __m512i nib_shift = _mm512_setr_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
+    int64_t j = e0;
+    for (; j < e1 && (j & 15); j++) out[j - e0] = sr_q4_element(w, table, j);
+    for (; j + 16 <= e1; j += 16) {
+        __m128i b = _mm_loadl_epi64((const __m128i *)(data + j / 2));
+        __m512i idx = _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, b)), nib_shift);
+        __m512 q = _mm512_permutexvar_ps(idx, tab);
+        _mm512_storeu_ps(out + (j - e0), _mm512_mul_ps(q, _mm512_set1_ps(w->scales[j >> shift])));
+    }
+    for (; j < e1; j++) out[j - e0] = sr_q4_element(w, table, j);
+}
+
+static TARGET void dequant_int8(const sr_qmatrix *w, int64_t e0, int64_t e1, float *out)
+{
+    const int64_t cols = w->cols;
+    const __m512 inv127 = _mm512_set1_ps(SR_INT8_DEQUANT_SCALE);
+    for (int64_t e = e0; e < e1;) { /* one row segment at a time: SCB is per row */
+        int64_t r = e / cols, j0 = e % cols;
+        int64_t len = cols - j0 < e1 - e ? cols - j0 : e1 - e;
+        const int8_t *src = (const int8_t *)w->data + r * cols + j0;
+        float *dst = out + (e - e0);
+        const __m512 scb = _mm512_set1_ps(w->scb[r]);
+        for (int64_t i = 0; i < len; i += 16) {
+            __mmask16 m = len - i >= 16 ? 0xFFFF : (__mmask16)((1u << (len - i)) - 1);
+            __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, src + i)));
+            /* Two roundings, as bnb: fl(fl(q * SCB) * 1/127). */
+            _mm512_mask_storeu_ps(dst + i, m, _mm512_mul_ps(_mm512_mul_ps(q, scb), inv127));
+        }
+        e += len;
+    }
+}
+
+static TARGET void dequant_avx512(const sr_qmatrix *w, int64_t e0, int64_t e1, float *out)
+{
+    switch (w->fmt) {
+    case SR_W_NF4:
+    case SR_W_FP4: dequant_q4(w, e0, e1, out); return;
+    case SR_W_INT8: dequant_int8(w, e0, e1, out); return;
+    case SR_W_BF16:
+    case SR_W_F16: {
+        const uint16_t *p = (const uint16_t *)w->data;
+        for (int64_t j = e0; j < e1; j += 16) {
+            __mmask16 m = e1 - j >= 16 ? 0xFFFF : (__mmask16)((1u << (e1 - j)) - 1);
+            __m256i h = _mm256_maskz_loadu_epi16(m, p + j);
+            __m512 v = w->fmt == SR_W_F16
+                           ? _mm512_cvtph_ps(h)
+                           : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+            _mm512_mask_storeu_ps(out + (j - e0), m, v);
+        }
+        return;
+    }
+    default: sr_dequant_flat_scalar(w, e0, e1, out); return;
+    }
+}
+
+/* Round to nearest even; NaN stays a quiet NaN (as sr_f32_to_bf16). */
+static TARGET void to_bf16_avx512(const float *in, int64_t count, uint16_t *out)
+{
+    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    const __m512i quiet = _mm512_set1_epi32(0x40);
+    for (int64_t i = 0; i < count; i += 16) {
+        __mmask16 m = count - i >= 16 ? 0xFFFF : (__mmask16)((1u << (count - i)) - 1);
+        __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, in + i));
+        __m512i hi = _mm512_srli_epi32(u, 16);
+        __m512i rounded =
+            _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(hi, one)), 16);
+        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+        rounded = _mm512_mask_or_epi32(rounded, nan, hi, quiet);
+        _mm256_mask_storeu_epi16(out + i, m, _mm512_cvtepi32_epi16(rounded));
+    }
+}
+
+const sr_kernels sr_kernels_avx512 = {
+    .isa = SR_ISA_AVX512,
+    .q4_group = Q4_GROUP,
+    .decode = decode_avx512,
+    .dot_f32 = dot_f32_avx512,
+    .dequant = dequant_avx512,
+    .to_bf16 = to_bf16_avx512,
+};
+
+#else  /* not x86: never selected (sr_kernels_for only picks what cpuid reports) */
+const sr_kernels sr_kernels_avx512 = {.isa = SR_ISA_SCALAR};
+#endif

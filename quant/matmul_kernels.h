@@ -1,0 +1,86 @@
+/* Internal interface between the matmul driver (matmul.c), the exact
+ * dequantization (qmatrix.c) and the per-ISA kernels (matmul_scalar.c,
+ * matmul_avx2.c, matmul_avx512.c).  Only quant/ and its tests use it.
+ *
+ * 4-bit decode layout.  The SIMD decode kernels never re-interleave nibbles:
+ * they read a 32-bit word of packed weights (8 elements), shift it right by
+ * 4k and use it directly as a table-permute index (vpermps ignores the upper
+ * bits).  Lane d of the result then holds element 8d + (k ^ 1) of the group
+ * (high nibble = even element).  Instead of shuffling weights back, the
+ * driver permutes x once per call into the same order (sr_q4_permute_x), so
+ * the dot product is a plain lane-wise FMA.  A group is `lanes * 8` elements
+ * (128 for AVX-512, 64 for AVX2). */
+#ifndef SR_MATMUL_KERNELS_H
+#define SR_MATMUL_KERNELS_H
+
+#include <stdint.h>
+
+#include "quant/bnb4.h"
+#include "quant/matmul.h"
+#include "quant/qmatrix.h"
+
+/* bnb-format.md §4.2: f32(1/127) as bnb's int8_vectorwise_dequant uses it. */
+#define SR_INT8_DEQUANT_SCALE 0.007874016f
+
+static inline int sr_wformat_is_4bit(sr_wformat f) { return f == SR_W_NF4 || f == SR_W_FP4; }
+
+/* bnb-format.md §1.1: the 16 dequantization values (quant/bnb4.c). */
+static inline const float *sr_q4_table(sr_wformat f)
+{
+    return sr_bnb4_table(f == SR_W_FP4 ? SR_Q4_FP4 : SR_Q4_NF4);
+}
+
+/* Exact element j (flat row-major index) of a 4-bit matrix: one f32 multiply. */
+static inline float sr_q4_element(const sr_qmatrix *w, const float *table, int64_t j)
+{
+    uint8_t b = ((const uint8_t *)w->data)[j >> 1];
+    int nib = (j & 1) ? (b & 0xF) : (b >> 4);
+    return table[nib] * w->scales[j / w->blocksize];
+}
+
+/* Exact element (r, j) of an LLM.int8 matrix: fl(fl(q * SCB) * 1/127). */
+static inline float sr_int8_element(const sr_qmatrix *w, int64_t r, int64_t j)
+{
+    int8_t q = ((const int8_t *)w->data)[r * w->cols + j];
+    float t = (float)q * w->scb[r];
+    return t * SR_INT8_DEQUANT_SCALE;
+}
+
+/* Portable exact dequantization of flat elements [e0, e1) into out. */
+void sr_dequant_flat_scalar(const sr_qmatrix *w, int64_t e0, int64_t e1, float *out);
+
+/* True if the SIMD 4-bit decode kernels with `group` elements per group can
+ * take w (whole groups per row, blocks aligned with groups). */
+int sr_q4_decode_fits(const sr_qmatrix *w, int group);
+
+/* x (n columns of w->cols floats, stride ldx) -> xp (n x cols, stride cols)
+ * in the lane order described above. */
+void sr_q4_permute_x(const float *x, int64_t n, int64_t ldx, int64_t cols, int group, float *xp);
+
+typedef struct sr_kernels {
+    sr_isa isa;
+    /* 4-bit decode group size (elements); 0 = no permuted 4-bit kernel. */
+    int q4_group;
+    /* y[c*ldy + r] = sum_j W[r,j] * x[c*ldx + j] for r in [r0, r1), c < n,
+     * n <= 8.  For 4-bit formats x is the permuted layout (ldx = cols) and
+     * sr_q4_decode_fits() holds. */
+    void (*decode)(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
+                   int64_t ldy, int64_t r0, int64_t r1);
+    /* Same for a dense f32 matrix with row stride ldw (rows r0..r1 of w). */
+    void (*dot_f32)(const float *w, int64_t ldw, int64_t cols, const float *x, int64_t n,
+                    int64_t ldx, float *y, int64_t ldy, int64_t r0, int64_t r1);
+    /* Exact dequantization of flat elements [e0, e1) (bit-identical to
+     * sr_dequant_flat_scalar). */
+    void (*dequant)(const sr_qmatrix *w, int64_t e0, int64_t e1, float *out);
+    /* f32 -> bf16, round to nearest even (as sr_f32_to_bf16). */
+    void (*to_bf16)(const float *in, int64_t count, uint16_t *out);
+} sr_kernels;
+
+extern const sr_kernels sr_kernels_scalar;
+extern const sr_kernels sr_kernels_avx2;
+extern const sr_kernels sr_kernels_avx512;
+
+/* Kernels of `isa`, downgraded to what this CPU supports. */
+const sr_kernels *sr_kernels_for(sr_isa isa);
+
+#endif

@@ -1,0 +1,34 @@
+/* Causal grouped-query attention of T new queries over one layer's KV cache
+ * (spec granite-switch.md §4.5.3 step 7), with the Gen A KV hiding rule as a
+ * boolean visibility test (§4.5.4): key j is excluded for query i iff
+ * Mem(t_j) & (Sup(a_i) & ~Mem(t_i)) != 0.  Never extra head dims.
+ *
+ * Scores = scale · q·k (scale = attention_multiplier), fp32 softmax over the
+ * visible keys, output = Σ p_j v_j.  Threads: OpenMP over (head, query). */
+#ifndef SR_ATTENTION_H
+#define SR_ATTENTION_H
+
+#include <stdint.h>
+
+typedef struct sr_attn_args {
+    int nh, nkv, hd;            /* query heads, KV heads (nh % nkv == 0), head dim */
+    float scale;
+    int64_t p0;                 /* keys already cached before these queries */
+    int T;                      /* queries; their keys are at positions p0..p0+T-1 */
+    const float *q;             /* [T][ldq], head h at q + h*hd (post-RoPE) */
+    int64_t ldq;
+    const float *k, *v;         /* key j of KV head g at k + g*head_stride + j*hd */
+    int64_t head_stride;
+    const uint32_t *key_mem;    /* [p0+T] Mem bits per key, or NULL (no hiding) */
+    const uint32_t *qsup;       /* [T] Sup(a_i) & ~Mem(t_i), or NULL */
+    float *out;                 /* [T][ldo], head h at out + h*hd */
+    int64_t ldo;
+    float *scratch;             /* sr_attention_scratch_floats(p0+T) floats */
+} sr_attn_args;
+
+/* Floats of scratch sr_attention needs for `n_keys` keys (per OpenMP thread). */
+int64_t sr_attention_scratch_floats(int64_t n_keys);
+
+void sr_attention(const sr_attn_args *a);
+
+#endif

@@ -1,0 +1,301 @@
+/* Every golden case of tests/data/model/<model>/cases (produced by the real
+ * upstream granite-switch + transformers in fp32, see model/README.md):
+ *
+ *   forward:  logits of a full forward and of prefill(k) + one-token decode
+ *             steps, adapter indices (exact), RoPE positions (exact), hidden
+ *             states after the embedding and every layer;
+ *   generate: greedy tokens (exact), the logits that chose each token, the
+ *             adapter index of every position fed to the model.
+ *
+ * Tolerance: |Δlogit| <= 1e-4 for every model, switch-3a-bf16 included: its
+ * golden was computed in fp32 from bf16-rounded weights, which strata upcasts
+ * exactly, so only fp32 summation order differs (README: fp32 vs fp64 noise
+ * is <= 7e-7, min top-2 margin 3e-4).  Hidden states: 1e-4 relative.
+ * Left-padded batches: the pads are stripped and each row runs as its own
+ * sequence (positions cumsum(mask)-1 equal the unpadded positions); only
+ * real tokens are compared.  switch-3a-with-buffers must load without a
+ * warning and give bit-identical logits to switch-3a. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "runtime/forward.h"
+#include "runtime/generate.h"
+#include "runtime/log.h"
+#include "runtime/model.h"
+#include "runtime/safetensors.h"
+#include "test_util.h"
+
+#define LOGIT_TOL 1e-4
+#define HIDDEN_TOL 1e-4
+
+static int g_warnings;
+static void count_warnings(sr_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    if (level == SR_LOG_WARN) {
+        g_warnings++;
+        fprintf(stderr, "warning: %s\n", msg);
+    }
+}
+
+static sr_model *load(const char *name)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "model/%s", name);
+    sr_model *m = NULL;
+    sr_error err = {{0}};
+    g_warnings = 0;
+    sr_log_set_sink(count_warnings, NULL);
+    int rc = sr_model_load(test_data(rel), NULL, &m, &err);
+    sr_log_set_sink(NULL, NULL);
+    if (rc) fprintf(stderr, "load %s: %s\n", name, err.msg);
+    assert_int_equal(rc, 0);
+    return m;
+}
+
+typedef struct case_file {
+    sr_st_file *f;
+    const sr_tensor *ids, *mask, *logits, *logits_inc, *adapters, *adapters_inc, *rope, *hidden;
+    const sr_tensor *gen_ids, *step_logits;
+} case_file;
+
+static void open_case(const char *model, const char *file, case_file *c)
+{
+    char rel[512];
+    snprintf(rel, sizeof rel, "model/%s/cases/%s", model, file);
+    sr_error err = {{0}};
+    memset(c, 0, sizeof *c);
+    int rc = sr_st_open(test_data(rel), &c->f, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, 0);
+    c->ids = sr_st_find(c->f, "input_ids");
+    c->mask = sr_st_find(c->f, "attention_mask");
+    c->logits = sr_st_find(c->f, "logits");
+    c->logits_inc = sr_st_find(c->f, "logits_incremental");
+    c->adapters = sr_st_find(c->f, "adapter_indices");
+    c->adapters_inc = sr_st_find(c->f, "adapter_indices_incremental");
+    c->rope = sr_st_find(c->f, "rope_position_ids");
+    c->hidden = sr_st_find(c->f, "hidden_states");
+    c->gen_ids = sr_st_find(c->f, "generated_ids");
+    c->step_logits = sr_st_find(c->f, "step_logits");
+    assert_non_null(c->ids);
+    assert_int_equal(c->ids->dtype, SR_I64);
+}
+
+static int64_t i64(const sr_tensor *t, int64_t i) { return ((const int64_t *)t->data)[i]; }
+static float f32(const sr_tensor *t, int64_t i) { return ((const float *)t->data)[i]; }
+
+static double max_diff(const float *got, const sr_tensor *ref, int64_t off, int64_t n)
+{
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - f32(ref, off + i));
+        if (!(d <= worst)) worst = d;      /* NaN propagates as "worst" */
+    }
+    return worst;
+}
+
+/* One row of a forward case: the real tokens [pad, L). */
+static void check_forward_row(const char *model, const char *name, sr_model *m,
+                              const case_file *c, int64_t b, int64_t prefill_k, double *worst)
+{
+    const int64_t L = c->ids->shape[1], V = m->V, H = m->H;
+    int64_t pad = 0;
+    if (c->mask)
+        while (pad < L && i64(c->mask, b * L + pad) == 0) pad++;
+    const int64_t T = L - pad;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)T), *ad = malloc(sizeof(int32_t) * (size_t)T);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
+    float *lg = malloc(sizeof(float) * (size_t)(T * V));
+    for (int64_t i = 0; i < T; i++) tok[i] = (int32_t)i64(c->ids, b * L + pad + i);
+    sr_seq *s;
+    sr_error err = {{0}};
+    assert_int_equal(sr_seq_create(m, T, &s, &err), 0);
+
+    /* full forward through the units, checking hidden states on the way */
+    sr_step st;
+    assert_int_equal(sr_step_begin(s, tok, (int)T, &st, &err), 0);
+    sr_embed_forward(m, &st, s->x);
+    for (int l = 0; l <= m->L; l++) {
+        if (l > 0) sr_layer_forward(m, l - 1, &s->kv, &st, s->x, &s->ws);
+        if (!c->hidden || l == m->L) continue;
+        for (int64_t i = 0; i < T; i++)
+            for (int64_t j = 0; j < H; j++) {
+                float ref = f32(c->hidden, ((l * c->ids->shape[0] + b) * L + pad + i) * H + j);
+                assert_true(fabsf(s->x[i * H + j] - ref) <= HIDDEN_TOL * fmaxf(1.0f, fabsf(ref)));
+            }
+    }
+    sr_head_forward(m, s->x, (int)T, lg, V, &s->ws);
+    if (c->hidden)      /* the last entry is the final-normed output */
+        for (int64_t i = 0; i < T; i++)
+            for (int64_t j = 0; j < H; j++) {
+                float ref = f32(c->hidden, ((m->L * c->ids->shape[0] + b) * L + pad + i) * H + j);
+                assert_true(fabsf(s->ws.u[i * H + j] - ref) <= HIDDEN_TOL * fmaxf(1.0f, fabsf(ref)));
+            }
+    sr_step_commit(s, &st);
+    double d = max_diff(lg, c->logits, (b * L + pad) * V, T * V);
+    if (d > *worst) *worst = d;
+    if (d > LOGIT_TOL) fprintf(stderr, "%s/%s row %lld: full logits differ by %g\n", model, name, (long long)b, d);
+    assert_true(d <= LOGIT_TOL);
+    for (int64_t i = 0; i < T; i++) {
+        if (c->adapters) assert_int_equal(st.adapter[i], i64(c->adapters, b * L + pad + i));
+        if (c->rope) assert_int_equal(st.rope_pos[i], i64(c->rope, b * L + pad + i));
+    }
+
+    /* sr_forward in one call: same results */
+    float *lg2 = malloc(sizeof(float) * (size_t)(T * V));
+    sr_seq_reset(s);
+    assert_int_equal(sr_forward(s, tok, T, lg2, true, ad, pos, &err), 0);
+    assert_memory_equal(lg, lg2, sizeof(float) * (size_t)(T * V));
+
+    /* incremental: prefill the real tokens of [0, k), then one token per call */
+    sr_seq_reset(s);
+    int64_t kp = prefill_k - pad;
+    if (kp > 0) assert_int_equal(sr_forward(s, tok, kp, lg2, true, ad, pos, &err), 0);
+    else kp = 0;
+    for (int64_t i = kp; i < T; i++)
+        assert_int_equal(sr_forward(s, tok + i, 1, lg2 + i * V, false, ad + i, pos + i, &err), 0);
+    const sr_tensor *ref_inc = c->logits_inc ? c->logits_inc : c->logits;
+    d = max_diff(lg2, ref_inc, (b * L + pad) * V, T * V);
+    if (d > *worst) *worst = d;
+    if (d > LOGIT_TOL) fprintf(stderr, "%s/%s row %lld: incremental logits differ by %g\n", model, name, (long long)b, d);
+    assert_true(d <= LOGIT_TOL);
+    for (int64_t i = 0; i < T; i++) {
+        const sr_tensor *ra = c->adapters_inc ? c->adapters_inc : c->adapters;
+        if (ra) assert_int_equal(ad[i], i64(ra, b * L + pad + i));
+        if (c->rope) assert_int_equal(pos[i], i64(c->rope, b * L + pad + i));
+    }
+    sr_seq_free(s);
+    free(tok);
+    free(ad);
+    free(pos);
+    free(lg);
+    free(lg2);
+}
+
+static void check_generate(const char *model, const char *name, sr_model *m, const case_file *c,
+                           double *worst)
+{
+    const int64_t L = c->ids->shape[1], V = m->V, n_new = c->gen_ids->shape[1];
+    assert_int_equal(c->ids->shape[0], 1);
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)L), *out = malloc(sizeof(int32_t) * (size_t)n_new);
+    float *steps = malloc(sizeof(float) * (size_t)(n_new * V));
+    for (int64_t i = 0; i < L; i++) tok[i] = (int32_t)i64(c->ids, i);
+    sr_seq *s;
+    sr_error err = {{0}};
+    assert_int_equal(sr_seq_create(m, L + n_new - 1, &s, &err), 0);
+    sr_gen_opts o = {.max_new = n_new, .stop_token = -1, .step_logits = steps};
+    int64_t n_out = 0;
+    int rc = sr_generate(s, tok, L, &o, out, &n_out, NULL, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, 0);
+    assert_int_equal(n_out, n_new);
+    for (int64_t i = 0; i < n_new; i++) assert_int_equal(out[i], i64(c->gen_ids, i));
+    double d = max_diff(steps, c->step_logits, 0, n_new * V);
+    if (d > *worst) *worst = d;
+    if (d > LOGIT_TOL) fprintf(stderr, "%s/%s: step logits differ by %g\n", model, name, d);
+    assert_true(d <= LOGIT_TOL);
+    if (c->adapters) {
+        assert_int_equal(s->len, c->adapters->shape[1]);
+        for (int64_t i = 0; i < s->len; i++) assert_int_equal(s->adapter[i], i64(c->adapters, i));
+    }
+    sr_seq_free(s);
+    free(tok);
+    free(out);
+    free(steps);
+}
+
+static void run_model(const char *model)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "model/%s/cases/manifest.json", model);
+    json_error_t je;
+    json_t *man = json_load_file(test_data(rel), 0, &je);
+    assert_non_null(man);
+    sr_model *m = load(model);
+    json_t *cases = json_object_get(man, "cases"), *cs;
+    size_t i;
+    int n = 0;
+    double worst = 0;
+    json_array_foreach(cases, i, cs) {
+        const char *name = json_string_value(json_object_get(cs, "name"));
+        const char *kind = json_string_value(json_object_get(cs, "kind"));
+        const char *file = json_string_value(json_object_get(cs, "file"));
+        case_file c;
+        open_case(model, file, &c);
+        if (!strcmp(kind, "forward")) {
+            int64_t pk = json_integer_value(json_object_get(cs, "prefill_k"));
+            for (int64_t b = 0; b < c.ids->shape[0]; b++) check_forward_row(model, name, m, &c, b, pk, &worst);
+        } else {
+            check_generate(model, name, m, &c, &worst);
+        }
+        sr_st_close(c.f);
+        n++;
+    }
+    fprintf(stderr, "%s: %d cases, max |dlogit| %.3g\n", model, n, worst);
+    assert_true(n > 0);
+    sr_model_free(m);
+    json_decref(man);
+}
+
+static void test_granite_dense(void **state) { (void)state; run_model("granite-dense"); }
+static void test_switch_3a(void **state) { (void)state; run_model("switch-3a"); }
+static void test_switch_3a_bf16(void **state) { (void)state; run_model("switch-3a-bf16"); }
+
+/* The old persistent buffers equal the config-derived tables: no warning, and
+ * every case bit-identical to switch-3a. */
+static void test_with_buffers(void **state)
+{
+    (void)state;
+    sr_model *mb = load("switch-3a-with-buffers");
+    assert_int_equal(g_warnings, 0);
+    sr_model *m = load("switch-3a");
+    run_model("switch-3a-with-buffers");
+    json_error_t je;
+    json_t *man = json_load_file(test_data("model/switch-3a-with-buffers/cases/manifest.json"), 0, &je);
+    assert_non_null(man);
+    json_t *cs;
+    size_t i;
+    json_array_foreach(json_object_get(man, "cases"), i, cs) {
+        json_t *ids = json_array_get(json_object_get(cs, "input_ids"), 0);
+        int64_t T = (int64_t)json_array_size(ids);
+        int32_t *tok = malloc(sizeof(int32_t) * (size_t)T);
+        for (int64_t j = 0; j < T; j++) tok[j] = (int32_t)json_integer_value(json_array_get(ids, (size_t)j));
+        float *a = malloc(sizeof(float) * (size_t)(T * m->V)), *b = malloc(sizeof(float) * (size_t)(T * m->V));
+        sr_seq *sa, *sb;
+        sr_error err;
+        assert_int_equal(sr_seq_create(m, T, &sa, &err), 0);
+        assert_int_equal(sr_seq_create(mb, T, &sb, &err), 0);
+        assert_int_equal(sr_forward(sa, tok, T, a, true, NULL, NULL, &err), 0);
+        assert_int_equal(sr_forward(sb, tok, T, b, true, NULL, NULL, &err), 0);
+        assert_memory_equal(a, b, sizeof(float) * (size_t)(T * m->V));
+        sr_seq_free(sa);
+        sr_seq_free(sb);
+        free(tok);
+        free(a);
+        free(b);
+    }
+    json_decref(man);
+    sr_model_free(m);
+    sr_model_free(mb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_granite_dense),
+        cmocka_unit_test(test_switch_3a),
+        cmocka_unit_test(test_switch_3a_bf16),
+        cmocka_unit_test(test_with_buffers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,431 @@
+/* `strata bench quant`: the matmul kernels of every weight format.
+ *
+ * Decode (n = 1): weight GB/s = bytes the kernel must read (packed weights +
+ * scales, sr_qmatrix_bytes) / time per call, compared with the read
+ * bandwidth probe of the same run.  Enough copies of the matrix rotate to
+ * make the working set exceed 4x the last-level cache, so the weights come
+ * from DRAM as they do in a real model.
+ * Prefill (n = 512): GFLOP/s (2 n rows cols / time) against OpenBLAS sgemm
+ * on the same shape with f32 weights, same run; the opt-in bf16 path
+ * (STRATA_PREFILL=bf16) is measured for nf4 as an extra row.
+ * Every timing is the best of several runs after a warm-up: other load on
+ * the machine only makes numbers worse, never better. */
+#include <cblas.h>
+#include <jansson.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "quant/matmul.h"
+#include "quant/qmatrix.h"
+#include "runtime/alloc.h"
+#include "runtime/dtype.h"
+#include "tools/bandwidth.h"
+#include "tools/commands.h"
+
+typedef struct bench_format {
+    const char *label;
+    sr_wformat fmt;
+} bench_format;
+
+/* nf4+dq runs the nf4 kernel: double-quantized scales are reconstructed to
+ * f32 once at load, so the kernel reads the same bytes. */
+static const bench_format formats[] = {
+    {"nf4", SR_W_NF4},   {"nf4+dq", SR_W_NF4}, {"fp4", SR_W_FP4}, {"int8", SR_W_INT8},
+    {"bf16", SR_W_BF16}, {"f16", SR_W_F16},    {"f32", SR_W_F32},
+};
+#define NFORMATS (sizeof formats / sizeof *formats)
+
+typedef struct options {
+    int threads, json, quick;
+} options;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+static uint64_t rng_next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static float rng_unit(void) { return (float)((double)(rng_next() >> 11) * 0x1p-52 - 1.0); }
+
+/* One random matrix: data, scales (4-bit) or SCB (int8) in one buffer. */
+typedef struct bench_matrix {
+    sr_qmatrix w;
+    void *mem;
+    size_t size;
+} bench_matrix;
+
+static int make_matrix(bench_matrix *m, sr_wformat fmt, int64_t rows, int64_t cols)
+{
+    memset(m, 0, sizeof *m);
+    sr_qmatrix *w = &m->w;
+    w->fmt = fmt;
+    w->rows = rows;
+    w->cols = cols;
+    w->blocksize = 64; /* transformers' only 4-bit blocksize */
+    uint64_t n = (uint64_t)(rows * cols);
+    uint64_t bytes = sr_qmatrix_bytes(w);
+    /* Scales after the data, 64-byte aligned. */
+    uint64_t data_bytes = bytes;
+    if (fmt == SR_W_NF4 || fmt == SR_W_FP4) data_bytes = (n + 1) / 2;
+    if (fmt == SR_W_INT8) data_bytes = n;
+    uint64_t off = (data_bytes + 63) & ~(uint64_t)63;
+    m->size = (size_t)(off + (bytes - data_bytes));
+    m->mem = sr_malloc_aligned(m->size);
+    if (!m->mem) return -1;
+    uint8_t *p = m->mem;
+    switch (fmt) {
+    case SR_W_F32:
+        for (uint64_t i = 0; i < n; i++) ((float *)p)[i] = rng_unit();
+        break;
+    case SR_W_BF16:
+        for (uint64_t i = 0; i < n; i++) ((uint16_t *)p)[i] = sr_f32_to_bf16(rng_unit());
+        break;
+    case SR_W_F16:
+        for (uint64_t i = 0; i < n; i++) ((uint16_t *)p)[i] = sr_f32_to_f16(rng_unit());
+        break;
+    default: /* 4-bit nibbles or int8 codes: random bytes */
+        for (uint64_t i = 0; i < data_bytes; i += 8) {
+            uint64_t r = rng_next();
+            memcpy(p + i, &r, data_bytes - i < 8 ? data_bytes - i : 8);
+        }
+        break;
+    }
+    float *s = (float *)(p + off);
+    for (uint64_t i = 0; i < (bytes - data_bytes) / 4; i++) s[i] = 0.01f + fabsf(rng_unit());
+    w->data = p;
+    if (fmt == SR_W_NF4 || fmt == SR_W_FP4) w->scales = s;
+    if (fmt == SR_W_INT8) w->scb = s;
+    return 0;
+}
+
+static int clone_matrix(bench_matrix *dst, const bench_matrix *src)
+{
+    *dst = *src;
+    dst->mem = sr_malloc_aligned(src->size);
+    if (!dst->mem) return -1;
+    memcpy(dst->mem, src->mem, src->size);
+    ptrdiff_t moved = (uint8_t *)dst->mem - (uint8_t *)src->mem;
+    dst->w.data = (const uint8_t *)src->w.data + moved;
+    if (src->w.scales) dst->w.scales = (const float *)((const uint8_t *)src->w.scales + moved);
+    if (src->w.scb) dst->w.scb = (const float *)((const uint8_t *)src->w.scb + moved);
+    return 0;
+}
+
+static float *random_floats(int64_t count)
+{
+    float *v = sr_malloc_aligned((size_t)count * sizeof(float));
+    if (v)
+        for (int64_t i = 0; i < count; i++) v[i] = rng_unit();
+    return v;
+}
+
+/* Runs `fn` warm-up once, then rounds until both min_runs and min_seconds
+ * are reached; returns the best seconds per round. */
+typedef void (*bench_fn)(void *ctx);
+static double best_time(bench_fn fn, void *ctx, int min_runs, double min_seconds)
+{
+    fn(ctx);
+    double best = 1e30, start = now_s();
+    for (int r = 0; r < min_runs || now_s() - start < min_seconds; r++) {
+        double t0 = now_s();
+        fn(ctx);
+        double dt = now_s() - t0;
+        if (dt < best) best = dt;
+        if (r > 1000) break;
+    }
+    return best;
+}
+
+typedef struct decode_ctx {
+    bench_matrix *copies;
+    int ncopies;
+    const float *x;
+    float *y;
+    sr_isa isa;
+} decode_ctx;
+
+static void run_decode(void *p)
+{
+    decode_ctx *c = p;
+    for (int i = 0; i < c->ncopies; i++) {
+        const sr_qmatrix *w = &c->copies[i].w;
+        sr_matmul_decode(w, c->x, 1, w->cols, c->y, w->rows, c->isa);
+    }
+}
+
+typedef struct prefill_ctx {
+    const sr_qmatrix *w;
+    const float *x;
+    float *y;
+    int64_t n;
+    sr_isa isa;
+} prefill_ctx;
+
+static void run_prefill(void *p)
+{
+    prefill_ctx *c = p;
+    sr_matmul_prefill(c->w, c->x, c->n, c->w->cols, c->y, c->w->rows, c->isa);
+}
+
+static void run_sgemm(void *p)
+{
+    prefill_ctx *c = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)c->n, (blasint)c->w->rows,
+                (blasint)c->w->cols, 1.0f, c->x, (blasint)c->w->cols, c->w->data,
+                (blasint)c->w->cols, 0.0f, c->y, (blasint)c->w->rows);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: strata bench quant [--threads N] [--json] [--quick]\n"
+            "  --threads N  OpenMP threads for kernels and the bandwidth probe (default: all)\n"
+            "  --json       one JSON object on stdout instead of tables\n"
+            "  --quick      small shapes and few runs (a smoke test, not a measurement)\n");
+}
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) o->json = 1;
+        else if (!strcmp(argv[i], "--quick")) o->quick = 1;
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            char *end;
+            long t = strtol(argv[++i], &end, 10);
+            if (*end || t < 1 || t > 1024) {
+                fprintf(stderr, "strata bench quant: --threads: '%s' is not a thread count\n",
+                        argv[i]);
+                return 2;
+            }
+            o->threads = (int)t;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 1;
+        } else {
+            fprintf(stderr, "strata bench quant: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static int oom(const char *what)
+{
+    fprintf(stderr, "strata bench quant: out of memory (%s)\n", what);
+    return 1;
+}
+
+/* Decode rows for one shape: appends to `out`. */
+static int bench_decode(const options *o, int64_t rows, int64_t cols, double bw_gbps,
+                        uint64_t llc, sr_isa isa, json_t *out)
+{
+    float *x = random_floats(cols), *y = random_floats(rows);
+    if (!x || !y) {
+        sr_free_aligned(x);
+        sr_free_aligned(y);
+        return oom("activations");
+    }
+    int rc = 0;
+    for (size_t f = 0; f < NFORMATS && !rc; f++) {
+        bench_matrix first;
+        if (make_matrix(&first, formats[f].fmt, rows, cols)) {
+            rc = oom(formats[f].label);
+            break;
+        }
+        uint64_t bytes = sr_qmatrix_bytes(&first.w);
+        int ncopies = (int)((4 * llc + bytes - 1) / bytes);
+        if (ncopies < 1) ncopies = 1;
+        if (ncopies > (o->quick ? 2 : 64)) ncopies = o->quick ? 2 : 64;
+        bench_matrix *copies = sr_calloc((size_t)ncopies, sizeof *copies);
+        if (!copies) {
+            sr_free_aligned(first.mem);
+            rc = oom("copies");
+            break;
+        }
+        copies[0] = first;
+        int made = 1;
+        for (; made < ncopies; made++)
+            if (clone_matrix(&copies[made], &first)) break;
+        ncopies = made; /* fewer copies if memory is short: still correct, maybe cached */
+        decode_ctx ctx = {copies, ncopies, x, y, isa};
+        double t = best_time(run_decode, &ctx, o->quick ? 2 : 5, o->quick ? 0 : 0.3) / ncopies;
+        double gbps = (double)bytes / t * 1e-9;
+        json_array_append_new(
+            out, json_pack("{s:s, s:I, s:I, s:i, s:I, s:i, s:f, s:f, s:f}", "format",
+                           formats[f].label, "rows", (json_int_t)rows, "cols", (json_int_t)cols,
+                           "n", 1, "bytes", (json_int_t)bytes, "copies", ncopies, "us_per_call",
+                           t * 1e6, "weight_gbps", gbps, "ratio_to_bandwidth", gbps / bw_gbps));
+        for (int i = 0; i < ncopies; i++) sr_free_aligned(copies[i].mem);
+        sr_free(copies);
+    }
+    sr_free_aligned(x);
+    sr_free_aligned(y);
+    return rc;
+}
+
+static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n, sr_isa isa,
+                         json_t *out)
+{
+    int runs = o->quick ? 1 : 3;
+    double min_s = o->quick ? 0 : 0.5, flops = 2.0 * (double)n * (double)rows * (double)cols;
+    float *x = random_floats(n * cols), *y = random_floats(n * rows);
+    bench_matrix ref;
+    if (!x || !y || make_matrix(&ref, SR_W_F32, rows, cols)) {
+        sr_free_aligned(x);
+        sr_free_aligned(y);
+        return oom("prefill buffers");
+    }
+    prefill_ctx sg = {&ref.w, x, y, n, isa};
+    double sgemm_gflops = flops / best_time(run_sgemm, &sg, runs, min_s) * 1e-9;
+    sr_free_aligned(ref.mem);
+
+    int rc = 0;
+    for (size_t f = 0; f <= NFORMATS && !rc; f++) {
+        /* The extra last row: nf4 through the opt-in bf16 path. */
+        int bf16 = f == NFORMATS;
+        const bench_format *bf = bf16 ? &formats[0] : &formats[f];
+        bench_matrix m;
+        if (make_matrix(&m, bf->fmt, rows, cols)) {
+            rc = oom(bf->label);
+            break;
+        }
+        if (bf16) setenv("STRATA_PREFILL", "bf16", 1);
+        else unsetenv("STRATA_PREFILL");
+        prefill_ctx ctx = {&m.w, x, y, n, isa};
+        double t = best_time(run_prefill, &ctx, runs, min_s);
+        unsetenv("STRATA_PREFILL");
+        double gflops = flops / t * 1e-9;
+        json_array_append_new(
+            out, json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "format", bf->label,
+                           "mode", bf16 ? "bf16" : "f32", "rows", (json_int_t)rows, "cols",
+                           (json_int_t)cols, "n", (json_int_t)n, "ms_per_call", t * 1e3,
+                           "gflops", gflops, "sgemm_gflops", sgemm_gflops, "ratio_to_sgemm",
+                           gflops / sgemm_gflops));
+        sr_free_aligned(m.mem);
+    }
+    sr_free_aligned(x);
+    sr_free_aligned(y);
+    return rc;
+}
+
+static void print_tables(const json_t *j)
+{
+    const json_t *bw = json_object_get(j, "bandwidth");
+    printf("strata bench quant: %lld threads, isa %s, LLC %.0f MiB\n",
+           (long long)json_integer_value(json_object_get(j, "threads")),
+           json_string_value(json_object_get(j, "isa")),
+           (double)json_integer_value(json_object_get(bw, "llc_bytes")) / (1 << 20));
+    printf("read bandwidth probe: %.1f GB/s (best of before %.1f / after %.1f; %.0f MiB buffer)\n\n",
+           json_real_value(json_object_get(bw, "gbps")),
+           json_real_value(json_object_get(bw, "gbps_before")),
+           json_real_value(json_object_get(bw, "gbps_after")),
+           (double)json_integer_value(json_object_get(bw, "buffer_bytes")) / (1 << 20));
+    printf("decode (n=1): weight GB/s = (packed weights + scales) / time per call\n");
+    printf("%-8s %11s %9s %7s %10s %8s %8s\n", "format", "rows x cols", "MiB", "copies",
+           "us/call", "GB/s", "% of bw");
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(j, "decode"), i, r) {
+        char shape[32];
+        snprintf(shape, sizeof shape, "%lldx%lld",
+                 (long long)json_integer_value(json_object_get(r, "rows")),
+                 (long long)json_integer_value(json_object_get(r, "cols")));
+        printf("%-8s %11s %9.2f %7lld %10.1f %8.2f %7.1f%%\n",
+               json_string_value(json_object_get(r, "format")), shape,
+               (double)json_integer_value(json_object_get(r, "bytes")) / (1 << 20),
+               (long long)json_integer_value(json_object_get(r, "copies")),
+               json_real_value(json_object_get(r, "us_per_call")),
+               json_real_value(json_object_get(r, "weight_gbps")),
+               100 * json_real_value(json_object_get(r, "ratio_to_bandwidth")));
+    }
+    printf("\nprefill: GFLOP/s against OpenBLAS sgemm on the same shape (f32 weights)\n");
+    printf("%-8s %-5s %11s %5s %10s %9s %9s %8s\n", "format", "mode", "rows x cols", "n",
+           "ms/call", "GFLOP/s", "sgemm", "% sgemm");
+    json_array_foreach(json_object_get(j, "prefill"), i, r) {
+        char shape[32];
+        snprintf(shape, sizeof shape, "%lldx%lld",
+                 (long long)json_integer_value(json_object_get(r, "rows")),
+                 (long long)json_integer_value(json_object_get(r, "cols")));
+        printf("%-8s %-5s %11s %5lld %10.2f %9.1f %9.1f %7.1f%%\n",
+               json_string_value(json_object_get(r, "format")),
+               json_string_value(json_object_get(r, "mode")), shape,
+               (long long)json_integer_value(json_object_get(r, "n")),
+               json_real_value(json_object_get(r, "ms_per_call")),
+               json_real_value(json_object_get(r, "gflops")),
+               json_real_value(json_object_get(r, "sgemm_gflops")),
+               100 * json_real_value(json_object_get(r, "ratio_to_sgemm")));
+    }
+}
+
+int bench_quant(int argc, char **argv)
+{
+    options o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (o.threads) omp_set_num_threads(o.threads);
+    int threads = omp_get_max_threads();
+    sr_isa isa = sr_isa_detect();
+    /* The real model shapes (hidden 2560, MLP 8192); --quick: tiny ones. */
+    const int64_t shapes[2][2] = {{2560, 8192}, {8192, 2560}};
+    const int64_t quick_shapes[2][2] = {{256, 512}, {512, 256}};
+    const int64_t(*sh)[2] = o.quick ? quick_shapes : shapes;
+    int64_t prefill_n = o.quick ? 32 : 512;
+
+    bw_result before, after;
+    if (bw_measure(threads, o.quick ? 2 : 10, &before)) return oom("bandwidth probe");
+    json_t *decode = json_array(), *prefill = json_array();
+    if (!o.json) fprintf(stderr, "strata bench quant: decode...\n");
+    for (int s = 0; s < 2 && !rc; s++)
+        rc = bench_decode(&o, sh[s][0], sh[s][1], before.gbps, before.llc_bytes, isa, decode);
+    if (!rc && bw_measure(threads, o.quick ? 2 : 10, &after)) rc = oom("bandwidth probe");
+    if (rc) {
+        json_decref(decode);
+        json_decref(prefill);
+        return rc;
+    }
+    /* The ratios use the better probe: noise only ever lowers a probe. */
+    double bw = before.gbps > after.gbps ? before.gbps : after.gbps;
+    size_t i;
+    json_t *r;
+    json_array_foreach(decode, i, r) json_object_set_new(
+        r, "ratio_to_bandwidth",
+        json_real(json_real_value(json_object_get(r, "weight_gbps")) / bw));
+    if (!o.json) fprintf(stderr, "strata bench quant: prefill...\n");
+    for (int s = 0; s < 2 && !rc; s++)
+        rc = bench_prefill(&o, sh[s][0], sh[s][1], prefill_n, isa, prefill);
+    if (rc) {
+        json_decref(decode);
+        json_decref(prefill);
+        return rc;
+    }
+    json_t *j = json_pack("{s:i, s:s, s:{s:f, s:f, s:f, s:I, s:I, s:i}, s:o, s:o}", "threads",
+                          threads, "isa", sr_isa_name(isa), "bandwidth", "gbps", bw,
+                          "gbps_before", before.gbps, "gbps_after", after.gbps, "buffer_bytes",
+                          (json_int_t)before.buffer_bytes, "llc_bytes",
+                          (json_int_t)before.llc_bytes, "runs", before.runs, "decode", decode,
+                          "prefill", prefill);
+    if (!j) return oom("report");
+    if (o.json) {
+        json_dumpf(j, stdout, JSON_INDENT(1));
+        putchar('\n');
+    } else {
+        print_tables(j);
+    }
+    json_decref(j);
+    return 0;
+}

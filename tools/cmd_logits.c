@@ -1,0 +1,145 @@
+/* `strata logits --model DIR --tokens 1,2,3 --out FILE [--prefill K]
+ *                [--indices FILE] [--ctx N] [--check]`
+ *
+ * Runs the tokens through the model as one sequence and writes the raw f32
+ * logits [T, V] (little-endian, already divided by logits_scaling).  With
+ * --prefill K the first K tokens go in one call and the rest one at a time
+ * through the KV cache.  --indices writes the adapter index of every position
+ * as int32.  Files are written to FILE.tmp and renamed: an error leaves no
+ * partial output. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/alloc.h"
+#include "runtime/forward.h"
+#include "runtime/model.h"
+#include "tools/commands.h"
+#include "tools/token_args.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: strata logits --model DIR --tokens ID,ID,... --out FILE [options]\n"
+               "  Writes the logits of every position as raw f32 [T, vocab].\n"
+               "  --prefill K      prefill K tokens, then decode one token at a time (KV cache)\n"
+               "  --indices FILE   also write the adapter index of every position (int32)\n"
+               "  --ctx N          context capacity (default: the number of tokens)\n"
+               "  --check          refuse weights holding NaN or Inf\n");
+}
+
+/* Writes n bytes to path via path.tmp + rename. */
+static int write_atomic(const char *path, const void *data, size_t n)
+{
+    size_t len = strlen(path) + 5;
+    char *tmp = sr_malloc(len);
+    if (!tmp) return -1;
+    snprintf(tmp, len, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    int rc = -1;
+    if (f) {
+        size_t w = fwrite(data, 1, n, f);
+        if (fclose(f) == 0 && w == n && rename(tmp, path) == 0) rc = 0;
+    }
+    if (rc) {
+        fprintf(stderr, "strata logits: %s: %s\n", path, strerror(errno ? errno : EIO));
+        remove(tmp);
+    }
+    sr_free(tmp);
+    return rc;
+}
+
+int cmd_logits(int argc, char **argv)
+{
+    const char *model = NULL, *tokens_s = NULL, *out = NULL, *indices = NULL;
+    long long prefill = -1, ctx = 0;
+    sr_model_opts mo = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--check")) { mo.check_finite = true; continue; }
+        if (i + 1 == argc) { usage(stderr); return 2; }
+        const char *v = argv[++i];
+        char *end = NULL;
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--tokens")) tokens_s = v;
+        else if (!strcmp(a, "--out") || !strcmp(a, "-o")) out = v;
+        else if (!strcmp(a, "--indices")) indices = v;
+        else if (!strcmp(a, "--prefill")) prefill = strtoll(v, &end, 10);
+        else if (!strcmp(a, "--ctx")) ctx = strtoll(v, &end, 10);
+        else {
+            fprintf(stderr, "strata logits: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (end && (*end || end == v)) {
+            fprintf(stderr, "strata logits: %s: '%s' is not a number\n", a, v);
+            return 2;
+        }
+    }
+    if (!model || !tokens_s || !out) { usage(stderr); return 2; }
+
+    int32_t *tok = NULL;
+    int64_t T = parse_token_list("logits", tokens_s, &tok);
+    if (T < 0) return 2;
+    int rc = 1;
+    sr_model *m = NULL;
+    sr_seq *s = NULL;
+    float *lg = NULL;
+    int32_t *ad = NULL;
+    sr_error err = {{0}};
+    if (T == 0) {
+        fprintf(stderr, "strata logits: empty prompt: --tokens holds no token\n");
+        goto done;
+    }
+    if (prefill != -1 && (prefill < 1 || prefill > T)) {
+        fprintf(stderr, "strata logits: --prefill %lld is not in 1..%lld\n", prefill, (long long)T);
+        goto done;
+    }
+    if (ctx < 0) {
+        fprintf(stderr, "strata logits: --ctx %lld must be positive\n", ctx);
+        goto done;
+    }
+    if (ctx > 0 && T > ctx) {
+        fprintf(stderr, "strata logits: prompt of %lld tokens is longer than the context (--ctx %lld)\n",
+                (long long)T, ctx);
+        goto done;
+    }
+    if (sr_model_load(model, &mo, &m, &err) || sr_seq_create(m, ctx > 0 ? ctx : T, &s, &err)) {
+        fprintf(stderr, "strata logits: %s\n", err.msg);
+        goto done;
+    }
+    lg = sr_malloc(sizeof(float) * (size_t)(T * m->V));
+    ad = sr_malloc(sizeof(int32_t) * (size_t)T);
+    if (!lg || !ad) {
+        fprintf(stderr, "strata logits: out of memory for %lld x %lld logits\n", (long long)T,
+                (long long)m->V);
+        goto done;
+    }
+    int64_t k = prefill > 0 ? prefill : T;   /* no --prefill: one full forward */
+    if (sr_forward(s, tok, k, lg, true, ad, NULL, &err)) {
+        fprintf(stderr, "strata logits: %s\n", err.msg);
+        goto done;
+    }
+    for (int64_t i = k; i < T; i++) {
+        if (sr_forward(s, tok + i, 1, lg + i * m->V, false, ad + i, NULL, &err)) {
+            fprintf(stderr, "strata logits: %s\n", err.msg);
+            goto done;
+        }
+    }
+    if (write_atomic(out, lg, sizeof(float) * (size_t)(T * m->V))) goto done;
+    if (indices && write_atomic(indices, ad, sizeof(int32_t) * (size_t)T)) {
+        remove(out);
+        goto done;
+    }
+    fprintf(stderr, "strata logits: %lld positions x %lld logits -> %s\n", (long long)T,
+            (long long)m->V, out);
+    rc = 0;
+done:
+    sr_free(lg);
+    sr_free(ad);
+    sr_free(tok);
+    sr_seq_free(s);
+    sr_model_free(m);
+    return rc;
+}
