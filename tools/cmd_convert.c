@@ -153,7 +153,7 @@ int cmd_convert(int argc, char **argv)
             printf("}");
         }
         printf("}\n");
-    } else {
+    } else if (!o.quiet) {
         fprintf(stderr, "strata convert: %s: %d tensors quantized, %d kept, %d dropped (derived); "
                 "%s -> %s in %d shard%s", o.out_dir, r.tensors_quantized, r.tensors_kept,
                 r.tensors_dropped, cli_fmt_bytes(r.bytes_in, a, sizeof a),

@@ -1,4 +1,4 @@
-/* `strata synth --like granite-4.1-3b|granite-4.1-8b|tiny [--adapters N --rank R] OUT_DIR`
+/* `strata synth --like granite-4.1-3b|granite-4.1-8b|small|tiny [--adapters N --rank R] OUT_DIR`
  *
  * Writes a random-weight checkpoint with a real model's exact shapes (spec
  * granite-switch.md §1.7): config.json + sharded bf16 safetensors, so the
@@ -32,6 +32,7 @@ static const shape_preset presets[] = {
     {"granite-4.1-3b", 2560, 40, 40, 8, 8192, 100352, 131072, 1e7, 0.015625, 12, 0.22, 10},
     {"granite-4.1-8b", 4096, 40, 32, 8, 12800, 100352, 131072, 1e7, 0.0078125, 12, 0.22, 16},
     {"tiny", 64, 3, 4, 2, 96, 256, 512, 1e4, 0.0625, 12, 0.22, 8},
+    {"small", 512, 8, 8, 4, 1536, 4096, 4096, 1e4, 0.015625, 12, 0.22, 8},
 };
 
 /* splitmix64 + a sum of uniforms: a cheap, deterministic near-normal. */
@@ -102,7 +103,7 @@ static int emit(synth *s, const char *name, int ndim, const int64_t *shape, floa
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: strata synth --like granite-4.1-3b|granite-4.1-8b|tiny [--adapters N] "
+    fprintf(f, "usage: strata synth --like granite-4.1-3b|granite-4.1-8b|small|tiny [--adapters N] "
                "[--rank R] [--layers L] [--seed S] [--shard-size SIZE] [--force] OUT_DIR\n");
 }
 

@@ -252,15 +252,21 @@ static int write_config(const convert_opts *o, json_t *cfg, sr_dtype model_dtype
     } else {
         int four = o->quant != CQ_INT8;
         sr_dtype cd = o->compute_dtype >= 0 ? (sr_dtype)o->compute_dtype : model_dtype;
-        json_t *skip = json_array();
-        json_array_append_new(skip, json_string("lm_head"));
-        for (int i = 0; i < o->n_skip; i++)
-            if (strcmp(o->skip[i], "lm_head")) json_array_append_new(skip, json_string(o->skip[i]));
+        /* No --skip: null, as transformers writes by default; it then leaves out
+         * exactly lm_head (the output embedding), which is what strata did.  With
+         * --skip: the explicit list, lm_head included (bnb-format §5.2). */
+        json_t *skip = json_null();
+        if (o->n_skip) {
+            skip = json_array();
+            json_array_append_new(skip, json_string("lm_head"));
+            for (int i = 0; i < o->n_skip; i++)
+                if (strcmp(o->skip[i], "lm_head")) json_array_append_new(skip, json_string(o->skip[i]));
+        }
         json_t *q = json_pack("{s:b,s:b,s:s,s:s,s:s,s:b,s:b,s:b,s:o,s:f,s:b,s:b,s:s}",
             "_load_in_4bit", four, "_load_in_8bit", !four,
             "bnb_4bit_compute_dtype", torch_name(four ? cd : SR_F32),
             "bnb_4bit_quant_storage", "uint8",
-            "bnb_4bit_quant_type", o->quant == CQ_FP4 ? "fp4" : "nf4",
+            "bnb_4bit_quant_type", o->quant == CQ_NF4 ? "nf4" : "fp4", /* fp4: the default */
             "bnb_4bit_use_double_quant", four && o->double_quant,
             "llm_int8_enable_fp32_cpu_offload", 0, "llm_int8_has_fp16_weight", 0,
             "llm_int8_skip_modules", skip, "llm_int8_threshold", 6.0,
@@ -574,6 +580,14 @@ int convert_run(const convert_opts *o, convert_report *r, sr_error *err)
                 if (o->stats && it->act == A_QUANT) add_stats(r, it->cls, it->t, &q, o);
                 for (size_t k = 0; k < q.count; k++) {
                     const sr_qtensor *qt = &q.t[k];
+                    if (json_object_get(index_map, qt->name) ||
+                        (strcmp(qt->name, it->t->name) && sr_ckpt_find(ck, qt->name))) {
+                        sr_fail(err, "%s: quantizing '%s' would overwrite the input tensor '%s'",
+                                o->in_dir, it->t->name, qt->name);
+                        sr_qtensors_free(&q);
+                        sw_abort(w);
+                        goto out;
+                    }
                     if (sw_add(w, qt->name, qt->dtype, qt->ndim, qt->shape, qt->data, qt->nbytes, err)) {
                         sr_qtensors_free(&q);
                         sw_abort(w);

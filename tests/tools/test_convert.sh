@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# strata convert: byte-exact reproduction of the bnb golden checkpoints,
+# round trips on the golden Granite Switch models, refusals, crash safety.
+source "$(dirname "$0")/lib.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+B=$STRATA_TEST_DATA/bnb
+M=$STRATA_TEST_DATA/model
+export PYTHONPATH=$HERE
+
+# 1. Rebuild the unquantized source of each tiny bnb checkpoint from the golden
+#    manifest (source weights) + the checkpoint's unquantized tensors, convert
+#    it, and compare every tensor and the quantization_config byte for byte.
+golden_case() { # dir quant-args...
+    local d=$1; shift
+    python3 - "$B" "$d" "$TMP/src-$d" <<'PY' || return 1
+import json, os, sys, st
+root, d, out = sys.argv[1:]
+man = json.load(open(f"{root}/manifest.json"))
+blob = open(f"{root}/data.bin", "rb").read()
+case = next(c for c in man["cases"] if c["kind"] == "tiny_model" and c["dir"] == d)
+hdr, data = st.read(f"{root}/{d}/model.safetensors")
+cfg = json.load(open(f"{root}/{d}/config.json"))
+cfg.pop("quantization_config")
+dt = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
+tensors = {}
+for k, v in hdr.items():
+    if v["dtype"] in ("BF16", "F16", "F32") and ".weight." not in k and not k.endswith(".SCB"):
+        tensors[k] = (v["dtype"], v["shape"], data[k])
+for k, a in case["outputs"].items():
+    if k.endswith(".source_weight"):
+        arr = man["arrays"][a]
+        tensors[k.replace(".source_weight", ".weight")] = (
+            dt[arr["dtype"]], arr["shape"], blob[arr["offset"]: arr["offset"] + arr["nbytes"]])
+os.makedirs(out)
+st.write(f"{out}/model.safetensors", tensors)
+json.dump(cfg, open(f"{out}/config.json", "w"), indent=2)
+PY
+    "$STRATA_EXE" convert "$TMP/src-$d" "$TMP/out-$d" --quiet "$@" 2>"$TMP/err-$d" || { cat "$TMP/err-$d"; return 1; }
+    python3 - "$B/$d" "$TMP/out-$d" <<'PY'
+import json, sys, st
+g, o = sys.argv[1:]
+import struct
+gh, gd = st.read(f"{g}/model.safetensors")
+oh, od = st.read(f"{o}/model.safetensors")
+sh, sd = st.read(f"{o}/../src-{g.rsplit('/', 1)[1]}/model.safetensors")
+assert sorted(gh) == sorted(oh), (sorted(set(gh) ^ set(oh)))
+for k in gh:
+    assert gh[k]["dtype"] == oh[k]["dtype"] and gh[k]["shape"] == oh[k]["shape"], (k, gh[k], oh[k])
+    if gd[k] == od[k]:
+        continue
+    # Known conflict inside the golden data (see tests/data/README.md): in
+    # tiny_int8_fp16 the two elements with w = SCB/2 exactly (an exact tie
+    # 63.5) hold 63, while the golden case int8/w_16x64 (row 0, col 28, the
+    # same tie) holds 64, round half to even as bnb-format §4.2 says.  strata
+    # follows §4.2; every other byte must be identical.
+    assert gh[k]["dtype"] == "I8", f"tensor {k} differs"
+    cols = gh[k]["shape"][1]
+    w = struct.unpack(f"<{len(sd[k])//2}e", sd[k])
+    scb = struct.unpack(f"<{len(gd[k[:-7] + '.SCB'])//4}f", gd[k[:-7] + ".SCB"])
+    a = struct.unpack(f"<{len(gd[k])}b", gd[k]); b = struct.unpack(f"<{len(od[k])}b", od[k])
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            assert abs(w[i]) * 2 == scb[i // cols], f"{k}[{i}]: {x} vs {y} is not an exact tie"
+            assert abs(y) % 2 == 0 and abs(x - y) == 1, (k, i, x, y)
+gq = json.load(open(f"{g}/config.json"))["quantization_config"]
+oq = json.load(open(f"{o}/config.json"))["quantization_config"]
+assert gq == oq, (gq, oq)
+PY
+}
+# The double-quant offset is bnb's torch mean, not reproducible exactly
+# (bnb-format §9): that case feeds the stored offsets with --match-offsets.
+check "nf4+dq bf16 golden reproduced byte for byte (stored offsets fed)" \
+    golden_case tiny_nf4_dq_bf16 --quant nf4 --double-quant --rules cpu --compute-dtype bf16 \
+    --match-offsets "$B/tiny_nf4_dq_bf16"
+check "fp4 f16 golden reproduced byte for byte" \
+    golden_case tiny_fp4_nodq_fp16 --quant fp4 --rules cpu --compute-dtype f16
+check "int8 f16 golden reproduced byte for byte" \
+    golden_case tiny_int8_fp16 --quant int8
+
+# 2. Round trips on the golden Granite Switch models.
+S=$M/switch-3a-with-buffers
+"$STRATA_EXE" convert "$S" "$TMP/q" --quant nf4 --double-quant --quiet 2>"$TMP/err"; rc=$?
+check "switch nf4 converts" [ $rc -eq 0 ]
+check "no warning on the old buffers" [ ! -s "$TMP/err" ]
+check "derived keys absent, LoRA byte-identical, projections quantized" python3 - "$S" "$TMP/q" <<'PY'
+import sys, st
+ih, idata = st.read(f"{sys.argv[1]}/model.safetensors")
+oh, odata = st.read(f"{sys.argv[2]}/model.safetensors")
+for k in ("model.adapter_token_ids", "model.token_to_group_mask", "model.adapter_hiding_matrix"):
+    assert k in ih and k not in oh, k
+lora = [k for k in ih if ".lora_" in k]
+assert len(lora) == 42
+for k in lora:
+    assert idata[k] == odata[k] and ih[k]["dtype"] == oh[k]["dtype"], k
+q = [k for k in oh if k.endswith("quant_state.bitsandbytes__nf4")]
+assert len(q) == 12, len(q)
+assert "lm_head.weight" not in oh
+PY
+# logits of the quantized model == logits of its exact dequantization in f32
+"$STRATA_EXE" convert "$TMP/q" "$TMP/dq" --quant none --quiet 2>&1
+TOK=153,234,256,59,101,256,104,50,100,257,19,65,132
+"$STRATA_EXE" logits --model "$TMP/q" --tokens $TOK --out "$TMP/lq.bin" 2>/dev/null
+"$STRATA_EXE" logits --model "$TMP/dq" --tokens $TOK --out "$TMP/ldq.bin" 2>/dev/null
+"$STRATA_EXE" logits --model "$S" --tokens $TOK --out "$TMP/lf.bin" 2>/dev/null
+check "quantized logits = dequantized-f32 logits (kernels add no error)" python3 - "$TMP" <<'PY'
+import struct, sys
+t = sys.argv[1]
+rd = lambda n: struct.unpack(f"<{len(open(n,'rb').read())//4}f", open(n, "rb").read())
+a, b, f = rd(f"{t}/lq.bin"), rd(f"{t}/ldq.bin"), rd(f"{t}/lf.bin")
+assert len(a) == len(b) == len(f) == 13 * 259
+d = max(abs(x - y) for x, y in zip(a, b))
+e = max(abs(x - y) for x, y in zip(a, f))
+print(f"max |quantized - dequantized f32| = {d:.3g}; format error vs original f32 = {e:.3g}")
+assert d <= 1e-4, d
+assert e > d
+PY
+for q in fp4 int8; do
+    "$STRATA_EXE" convert "$M/switch-3a" "$TMP/q-$q" --quant $q --quiet 2>/dev/null
+    check "switch $q converts and runs" "$STRATA_EXE" logits --model "$TMP/q-$q" --tokens 1,2,256,3 --out "$TMP/l-$q.bin"
+done
+
+# 3. Refusals
+"$STRATA_EXE" convert "$M/switch-3a" "$TMP/q" --quant nf4 2>"$TMP/err"; rc=$?
+check "existing OUT_DIR refused" [ $rc -ne 0 ] && contains "$TMP/err" "already exists"
+"$STRATA_EXE" convert "$TMP/q" "$TMP/qq" --quant nf4 2>"$TMP/err"; rc=$?
+check "re-quantizing refused" [ $rc -ne 0 ] && contains "$TMP/err" "already quantized"
+check "nothing left behind by refusals" [ ! -e "$TMP/qq" ] && [ -z "$(ls -d "$TMP"/qq.partial-* 2>/dev/null)" ]
+"$STRATA_EXE" convert "$M/switch-3a" "$TMP/q" --quant nf4 --force --quiet; rc=$?
+check "--force replaces" [ $rc -eq 0 ]
+
+# 4. Sharding + zstd: the loader reads .zst shards directly
+"$STRATA_EXE" convert "$M/switch-3a" "$TMP/z" --quant nf4 --shard-size 100KB --zstd-only --quiet; rc=$?
+check "sharded zstd-only converts" [ $rc -eq 0 ] && [ -f "$TMP/z/model.safetensors.index.json" ]
+check "only .zst shards written" [ -z "$(ls "$TMP/z"/*.safetensors 2>/dev/null)" ]
+"$STRATA_EXE" logits --model "$TMP/z" --tokens $TOK --out "$TMP/lz.bin" 2>/dev/null
+"$STRATA_EXE" logits --model "$TMP/q" --tokens $TOK --out "$TMP/lq2.bin" 2>/dev/null
+check "zstd shards give identical logits" cmp -s "$TMP/lz.bin" "$TMP/lq2.bin"
+
+# 5. SIGKILL at random points: OUT_DIR never appears half-written; input untouched.
+"$STRATA_EXE" synth --like small --seed 7 "$TMP/small" 2>/dev/null
+sum_before=$(cat "$TMP/small"/* | md5sum)
+ok=1
+for i in 1 2 3 4 5 6; do
+    "$STRATA_EXE" convert "$TMP/small" "$TMP/k" --quant nf4 --quiet --threads 1 &
+    pid=$!
+    sleep "0.0$((RANDOM % 9 + 1))"
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    if [ -e "$TMP/k" ]; then
+        # finished before the kill: it must then be complete
+        "$STRATA_EXE" inspect "$TMP/k" >/dev/null 2>&1 || ok=0
+        rm -rf "$TMP/k"
+    fi
+done
+check "killed conversions leave no OUT_DIR" [ $ok -eq 1 ]
+check "input untouched" [ "$(cat "$TMP/small"/* | md5sum)" = "$sum_before" ]
+"$STRATA_EXE" convert "$TMP/small" "$TMP/k" --quant nf4 --quiet 2>/dev/null
+check "a later run completes and removes stale partial dirs" [ -d "$TMP/k" ] && \
+    [ -z "$(ls -d "$TMP"/k.partial-* 2>/dev/null)" ]
+finish
