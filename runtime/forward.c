@@ -7,6 +7,7 @@
 #include "quant/matmul.h"
 #include "runtime/alloc.h"
 #include "runtime/attention.h"
+#include "runtime/log.h"
 
 #define DEFAULT_CHUNK 256
 /* below this many floats per row-wise pass, threads cost more than they save */
@@ -111,6 +112,10 @@ int sr_seq_create(const sr_model *m, int64_t ctx, sr_seq **out, sr_error *err)
     if (ctx <= 0) ctx = m->cfg.max_position_embeddings;
     if (ctx <= 0 || ctx > INT32_MAX)
         return sr_fail(err, "context of %lld positions is not supported", (long long)ctx);
+    if (m->cfg.max_position_embeddings > 0 && ctx > m->cfg.max_position_embeddings)
+        sr_warn("context of %lld positions exceeds max_position_embeddings %lld of %s",
+                (long long)ctx, (long long)m->cfg.max_position_embeddings,
+                m->cfg.source ? m->cfg.source : "the config");
     sr_seq *s = sr_calloc(1, sizeof *s);
     if (!s) return sr_fail(err, "sequence: out of memory");
     s->m = m;

@@ -24,7 +24,7 @@ static void usage(FILE *f)
                "  Writes the logits of every position as raw f32 [T, vocab].\n"
                "  --prefill K      prefill K tokens, then decode one token at a time (KV cache)\n"
                "  --indices FILE   also write the adapter index of every position (int32)\n"
-               "  --ctx N          context capacity (default: the number of tokens)\n"
+               "  --ctx N          context limit (default and cap: max_position_embeddings)\n"
                "  --check          refuse weights holding NaN or Inf\n");
 }
 
@@ -100,12 +100,20 @@ int cmd_logits(int argc, char **argv)
         fprintf(stderr, "strata logits: --ctx %lld must be positive\n", ctx);
         goto done;
     }
-    if (ctx > 0 && T > ctx) {
-        fprintf(stderr, "strata logits: prompt of %lld tokens is longer than the context (--ctx %lld)\n",
-                (long long)T, ctx);
+    if (sr_model_load(model, &mo, &m, &err)) {
+        fprintf(stderr, "strata logits: %s\n", err.msg);
         goto done;
     }
-    if (sr_model_load(model, &mo, &m, &err) || sr_seq_create(m, ctx > 0 ? ctx : T, &s, &err)) {
+    /* the context: the config's max_position_embeddings, capped by --ctx */
+    int64_t limit = m->cfg.max_position_embeddings;
+    if (ctx > 0 && (limit <= 0 || ctx < limit)) limit = ctx;
+    if (limit > 0 && T > limit) {
+        fprintf(stderr, "strata logits: prompt of %lld tokens is longer than the context of %lld "
+                "positions%s\n", (long long)T, (long long)limit,
+                limit == ctx ? " (--ctx)" : " (max_position_embeddings)");
+        goto done;
+    }
+    if (sr_seq_create(m, T, &s, &err)) {
         fprintf(stderr, "strata logits: %s\n", err.msg);
         goto done;
     }

@@ -25,7 +25,7 @@ static void usage(FILE *f)
                "  --top-k K        keep the K most likely tokens (0: off)\n"
                "  --top-p P        nucleus sampling mass (1: off)\n"
                "  --seed S         random seed (default 0)\n"
-               "  --ctx N          context capacity (default: prompt + N)\n"
+               "  --ctx N          context limit (default and cap: max_position_embeddings)\n"
                "  --ignore-eos     do not stop at the config's eos_token_id\n"
                "  --stop ID        stop after generating ID instead\n"
                "  --json           print a JSON object (ids, adapter indices, timings)\n"
@@ -108,17 +108,25 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "strata run: empty prompt: --tokens holds no token\n");
         goto done;
     }
-    if (ctx > 0 && T > ctx) {
-        fprintf(stderr, "strata run: prompt of %lld tokens is longer than the context (--ctx %lld)\n",
-                (long long)T, ctx);
-        goto done;
-    }
     if (sr_model_load(model, &mo, &m, &err)) {
         fprintf(stderr, "strata run: %s\n", err.msg);
         goto done;
     }
-    int64_t need = T + (n_new > 0 ? n_new - 1 : 0);
-    if (sr_seq_create(m, ctx > 0 ? ctx : need, &s, &err)) {
+    /* the context: the config's max_position_embeddings, capped by --ctx */
+    int64_t limit = m->cfg.max_position_embeddings, need = T + (n_new > 0 ? n_new - 1 : 0);
+    if (ctx > 0 && (limit <= 0 || ctx < limit)) limit = ctx;
+    const char *why = limit == ctx ? "--ctx" : "max_position_embeddings";
+    if (limit > 0 && T > limit) {
+        fprintf(stderr, "strata run: prompt of %lld tokens is longer than the context of %lld "
+                "positions (%s)\n", (long long)T, (long long)limit, why);
+        goto done;
+    }
+    if (limit > 0 && need > limit) {
+        fprintf(stderr, "strata run: prompt of %lld tokens + %lld new tokens exceeds the context "
+                "of %lld positions (%s)\n", (long long)T, n_new, (long long)limit, why);
+        goto done;
+    }
+    if (sr_seq_create(m, need, &s, &err)) {
         fprintf(stderr, "strata run: %s\n", err.msg);
         goto done;
     }

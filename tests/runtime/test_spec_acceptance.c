@@ -465,7 +465,26 @@ static void test_load_alloc_failures(void **state)
             assert_true(err.msg[0] != 0);
         }
     }
+    fprintf(stderr, "load: %ld allocations, %d failed cleanly\n", total, failures);
     assert_true(failures > 0);
+
+    /* the same for a sequence (KV cache, workspace) */
+    assert_int_equal(sr_model_load(dir, NULL, &m, &err), 0);
+    sr_seq *s = NULL;
+    sr_alloc_fail_after(1L << 40);
+    assert_int_equal(sr_seq_create(m, 32, &s, &err), 0);
+    total = sr_alloc_count();
+    sr_alloc_fail_after(-1);
+    sr_seq_free(s);
+    for (long n = 0; n < total; n++) {
+        sr_alloc_fail_after(n);
+        s = NULL;
+        int rc = sr_seq_create(m, 32, &s, &err);
+        sr_alloc_fail_after(-1);
+        assert_int_equal(rc, -1);
+        assert_null(s);
+    }
+    sr_model_free(m);
     synth_free(&w);
 }
 
