@@ -28,6 +28,7 @@
 #include "runtime/catalog.h"
 #include "runtime/checkpoint.h"
 #include "runtime/config.h"
+#include "runtime/iofault.h"
 #include "runtime/log.h"
 #include "tools/cli_util.h"
 #include "tools/shard_writer.h"
@@ -204,10 +205,16 @@ static int copy_file(const char *src, const char *dst, sr_error *err)
     char buf[1 << 16];
     size_t n;
     int rc = 0;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n) { rc = sr_fail(err, "%s: write: %s", dst, strerror(errno)); break; }
-    if (!rc && ferror(in)) rc = sr_fail(err, "%s: read error", src);
-    if (!rc && (fflush(out) || fsync(fileno(out)))) rc = sr_fail(err, "%s: %s", dst, strerror(errno));
+    for (;;) {
+        n = sr_io_fault(0) ? 0 : fread(buf, 1, sizeof buf, in);
+        if (n < sizeof buf && !feof(in)) { rc = sr_fail(err, "%s: read error: %s", src, strerror(errno)); break; }
+        if (n && (sr_io_fault(1) || fwrite(buf, 1, n, out) != n)) {
+            rc = sr_fail(err, "%s: write: %s", dst, strerror(errno));
+            break;
+        }
+        if (n < sizeof buf) break;
+    }
+    if (!rc && (fflush(out) || sr_fsync(fileno(out)))) rc = sr_fail(err, "%s: %s", dst, strerror(errno));
     fclose(in);
     if (fclose(out) && !rc) rc = sr_fail(err, "%s: %s", dst, strerror(errno));
     return rc;
@@ -276,8 +283,9 @@ static int write_config(const convert_opts *o, json_t *cfg, sr_dtype model_dtype
     }
     FILE *f = fopen(path, "w");
     if (!f) return sr_fail(err, "%s: cannot create: %s", path, strerror(errno));
-    int rc = json_dumpf(cfg, f, JSON_INDENT(2) | JSON_SORT_KEYS) || fputc('\n', f) == EOF;
-    if (!rc) rc = fflush(f) || fsync(fileno(f));
+    int rc = sr_io_fault(1) || json_dumpf(cfg, f, JSON_INDENT(2) | JSON_SORT_KEYS) ||
+             fputc('\n', f) == EOF;
+    if (!rc) rc = fflush(f) || sr_fsync(fileno(f));
     if (fclose(f) || rc) return sr_fail(err, "%s: write failed: %s", path, strerror(errno));
     return 0;
 }
@@ -651,7 +659,7 @@ int convert_run(const convert_opts *o, convert_report *r, sr_error *err)
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", partial);
         json_t *ix = json_pack("{s:{s:I},s:O}", "metadata", "total_size", (json_int_t)total_size,
                                "weight_map", index_map);
-        int bad = !ix || json_dump_file(ix, path, JSON_INDENT(2) | JSON_SORT_KEYS);
+        int bad = !ix || sr_io_fault(1) || json_dump_file(ix, path, JSON_INDENT(2) | JSON_SORT_KEYS);
         json_decref(ix);
         if (bad) { sr_fail(err, "%s: cannot write", path); goto out; }
     }
@@ -663,7 +671,7 @@ int convert_run(const convert_opts *o, convert_report *r, sr_error *err)
     if (copy_other_files(sr_ckpt_dir(ck), partial, err)) goto out;
     {
         int dfd = open(partial, O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) { fsync(dfd); close(dfd); }
+        if (dfd >= 0) { sr_fsync(dfd); close(dfd); }
     }
     if (convert_interrupted) { sr_fail(err, "interrupted"); goto out; }
     if (!stat(o->out_dir, &st)) { /* --force: move the old one aside, then replace */

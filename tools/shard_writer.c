@@ -10,6 +10,20 @@
 #include <zstd.h>
 
 #include "runtime/alloc.h"
+#include "runtime/iofault.h"
+
+/* fwrite with the test fault hook (ENOSPC & co). */
+static size_t io_write(const void *p, size_t n, FILE *f)
+{
+    if (sr_io_fault(1)) return 0;
+    return fwrite(p, 1, n, f);
+}
+
+static size_t io_read(void *p, size_t n, FILE *f)
+{
+    if (sr_io_fault(0)) return 0;
+    return fread(p, 1, n, f);
+}
 
 typedef struct sw_item {
     char *name;
@@ -77,7 +91,7 @@ int sw_add(sw_shard *w, const char *name, sr_dtype dtype, int ndim, const int64_
     it->begin = w->data_len;
     it->end = w->data_len + nbytes;
     w->n++;
-    if (nbytes && fwrite(data, 1, nbytes, w->f) != nbytes)
+    if (nbytes && io_write(data, nbytes, w->f) != nbytes)
         return sr_fail(err, "%s: writing tensor '%s': %s", w->path, name, strerror(errno));
     w->data_len += nbytes;
     return 0;
@@ -129,13 +143,13 @@ int sw_finish(sw_shard *w, uint64_t *total_bytes, sr_error *err)
     uint64_t hl = w->reserve;
     unsigned char l8[8];
     for (int i = 0; i < 8; i++) l8[i] = (unsigned char)(hl >> (8 * i));
-    if (fseeko(w->f, 0, SEEK_SET) || fwrite(l8, 1, 8, w->f) != 8 || fwrite(txt, 1, len, w->f) != len) {
+    if (fseeko(w->f, 0, SEEK_SET) || io_write(l8, 8, w->f) != 8 || io_write(txt, len, w->f) != len) {
         sr_fail(err, "%s: writing header: %s", w->path, strerror(errno));
         goto out;
     }
     for (uint64_t i = len; i < hl; i++)
         if (fputc(' ', w->f) == EOF) { sr_fail(err, "%s: writing header: %s", w->path, strerror(errno)); goto out; }
-    if (fflush(w->f) || fsync(fileno(w->f))) {
+    if (fflush(w->f) || sr_io_fault(1) || sr_fsync(fileno(w->f))) {
         sr_fail(err, "%s: flushing: %s", w->path, strerror(errno));
         goto out;
     }
@@ -172,8 +186,8 @@ int sw_zstd_file(const char *src, const char *dst, int level, int threads, uint6
     ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
     if (threads > 1) ZSTD_CCtx_setParameter(cc, ZSTD_c_nbWorkers, threads);
     for (;;) {
-        size_t r = fread(ib, 1, inCap, in);
-        if (ferror(in)) { sr_fail(err, "%s: read error", src); goto out; }
+        size_t r = io_read(ib, inCap, in);
+        if (r < inCap && !feof(in)) { sr_fail(err, "%s: read error: %s", src, strerror(errno)); goto out; }
         int last = r < inCap;
         ZSTD_inBuffer inb = {ib, r, 0};
         int done;
@@ -181,7 +195,7 @@ int sw_zstd_file(const char *src, const char *dst, int level, int threads, uint6
             ZSTD_outBuffer outb = {ob, outCap, 0};
             size_t rem = ZSTD_compressStream2(cc, &outb, &inb, last ? ZSTD_e_end : ZSTD_e_continue);
             if (ZSTD_isError(rem)) { sr_fail(err, "%s: zstd: %s", dst, ZSTD_getErrorName(rem)); goto out; }
-            if (fwrite(ob, 1, outb.pos, out) != outb.pos) {
+            if (io_write(ob, outb.pos, out) != outb.pos) {
                 sr_fail(err, "%s: write: %s", dst, strerror(errno));
                 goto out;
             }
@@ -190,7 +204,7 @@ int sw_zstd_file(const char *src, const char *dst, int level, int threads, uint6
         } while (!done);
         if (last) break;
     }
-    if (fflush(out) || fsync(fileno(out))) { sr_fail(err, "%s: flush: %s", dst, strerror(errno)); goto out; }
+    if (fflush(out) || sr_fsync(fileno(out))) { sr_fail(err, "%s: flush: %s", dst, strerror(errno)); goto out; }
     if (out_bytes) *out_bytes = written;
     rc = 0;
 out:
