@@ -1,6 +1,5 @@
 #include "runtime/alloc.h"
 
-#include <jansson.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,10 +65,3 @@ void *sr_malloc_aligned(size_t n)
 }
 
 void sr_free_aligned(void *p) { free(p); }
-
-/* jansson allocates through the same wrappers, so fault injection reaches
- * every JSON parse too. */
-__attribute__((constructor)) static void route_jansson_allocations(void)
-{
-    json_set_alloc_funcs(sr_malloc, sr_free);
-}

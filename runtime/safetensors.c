@@ -217,18 +217,21 @@ static int build_tables(sr_st_file *f, json_t *root, const json_t *meta, size_t 
     return 0;
 }
 
-/* jansson names a duplicate key only as `... near '"key"'`: pull the name out
- * so the message has the usual "tensor '<name>'" form. */
+/* jansson names a duplicate key only as `... near '"key"'`, at any depth:
+ * pull the key out for a readable message. */
 static int json_failure(const char *file, const json_error_t *jerr, sr_error *err)
 {
     if (json_error_code(jerr) == json_error_duplicate_key) {
         const char *q = strstr(jerr->text, "near '\"");
         size_t l = q ? strlen(q + 7) : 0;
         if (l >= 2 && strcmp(q + 7 + l - 2, "\"'") == 0)
-            return sr_fail(err, "%s: tensor '%.*s': duplicate tensor name", file, (int)(l - 2),
-                           q + 7);
-        return sr_fail(err, "%s: header: duplicate tensor name (%s)", file, jerr->text);
+            return sr_fail(err, "%s: header: duplicate key '%.*s' (a tensor name, metadata "
+                           "key or field given twice)", file, (int)(l - 2), q + 7);
+        return sr_fail(err, "%s: header: duplicate key (%s)", file, jerr->text);
     }
+    /* jansson leaves the text empty when it cannot allocate its lexer */
+    if (json_error_code(jerr) == json_error_out_of_memory || !jerr->text[0])
+        return sr_fail(err, "%s: header: out of memory parsing the JSON", file);
     return sr_fail(err, "%s: header: invalid JSON at byte %d: %s", file, jerr->position,
                    jerr->text);
 }
