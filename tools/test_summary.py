@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Counts meson test results from testlog.json files and prints the closing
 line `N passed, N failed, N skipped`.  A timed-out test counts as failed
-(meson 1.0.1 reports it as passed in its JUnit file).  Skipped tests are
+(meson 1.0.1 reports it as passed in its JUnit file).  Arguments
+`FUZZ-OK:<target>` / `FUZZ-FAIL:<target>` count one fuzz target each.  Skipped tests are
 listed with the reason they printed (e.g. `skipped: no CUDA device`).
 Exit status: 0 when nothing failed."""
 import json
@@ -9,6 +10,13 @@ import sys
 
 passed = failed = skipped = 0
 for path in sys.argv[1:]:
+    if path.startswith("FUZZ-OK:"):
+        passed += 1
+        continue
+    if path.startswith("FUZZ-FAIL:"):
+        print(f"FAILED: {path.split(':', 1)[1]} (the fuzzer found a crash)")
+        failed += 1
+        continue
     if path.startswith("BUILD-FAILED:"):
         print(f"FAILED: the {path.split(':', 1)[1]} build")
         failed += 1

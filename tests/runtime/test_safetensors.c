@@ -378,7 +378,9 @@ static void test_metadata_and_duplicates(void **state)
                        "__metadata__ is not a JSON object");
     expect_header_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
                        "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2,
-                       "tensor 'a'", "duplicate tensor name");
+                       "header: duplicate key 'a'", "tensor name");
+    expect_header_fail("{\"a\":{\"dtype\":\"U8\",\"dtype\":\"U8\",\"shape\":[1],"
+                       "\"data_offsets\":[0,1]}}", 1, "header: duplicate key 'dtype'", NULL);
     expect_fail("/nonexistent/dir/x.safetensors", "cannot open", NULL);
     expect_fail(test_tmpdir(), "not a regular file", NULL);
 }
