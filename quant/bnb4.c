@@ -7,6 +7,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "quant/codec_simd.h"
+
 /* Tables as f32 bit patterns (spec §1.1 / §1.5), viewed as floats through a
  * union so the exact values are visible in hex. */
 typedef union { uint32_t u[16]; float f[16]; } f32x16_bits;
@@ -95,6 +97,7 @@ static inline float f16_to_f32_fast(uint16_t h)
     return bits_f32(u | ((uint32_t)(h & 0x8000u) << 16));
 }
 
+SR_CODEC_CLONES
 void sr_load_f32(const void *src, sr_dtype dtype, int64_t n, float *dst)
 {
     const unsigned char *s = src;
@@ -208,6 +211,7 @@ static uint32_t absmax_bits(const float *x, int64_t len)
  * normalised values).  Returns the absmax to store.  is_last_partial:
  * this is the trailing partial block.  pad: n is odd and this block holds
  * the last element, whose byte gets the code of 0.0 in its low nibble. */
+SR_CODEC_CLONES
 static float quantize_block(const q4_rule *R, float *restrict xb, int64_t len, int is_last_partial,
                             int pad, uint8_t *restrict cb, uint8_t *restrict out)
 {

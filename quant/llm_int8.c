@@ -5,33 +5,53 @@
 #include <string.h>
 
 #include "quant/bnb4.h"
+#include "quant/codec_simd.h"
 #include "runtime/alloc.h"
 
-/* One row: cast to f16 and back (exact), absmax, codes.  Returns the
- * index of the first element that is not finite as a float16, or -1. */
-static int64_t quantize_row(const float *restrict x, int64_t cols, float *restrict h,
-                            int8_t *restrict q, float *scb)
+static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+/* x rounded to binary16 precision (nearest even) and back, without
+ * branches: mantissa rounding on the bits in the normal range, and in the
+ * subnormal range (|x| < 2^-14, quantum 2^-24) an add/subtract of 0.5,
+ * whose ulp is 2^-24.  Equal to sr_f16_to_f32(sr_f32_to_f16(x)) for every
+ * finite |x| < 65520 (checked exhaustively); larger values give >= 65536. */
+static inline float round_to_f16(float x)
+{
+    uint32_t u = f32_bits(x), a = u & 0x7fffffffu;
+    float normal = bits_f32((a + 0xfffu + ((a >> 13) & 1u)) & ~0x1fffu);
+    float subnormal = (bits_f32(a) + 0.5f) - 0.5f;
+    float m = a < 0x38800000u ? subnormal : normal;
+    return bits_f32(f32_bits(m) | (u & 0x80000000u));
+}
+
+/* Round half to even for |v| < 2^22 (the codes are within +-127.5). */
+static inline float rint_small(float v) { return (v + 0x1.8p23f) - 0x1.8p23f; }
+
+/* One row: cast to f16 precision, absmax, codes.  Returns 0, or -1 if some
+ * element is not finite as a float16. */
+SR_CODEC_CLONES
+static int quantize_row(const float *restrict x, int64_t cols, float *restrict h,
+                        int8_t *restrict q, float *scb)
 {
     float m = 0.0f;
-    int bad = 0;
+    uint32_t worst = 0;
     for (int64_t j = 0; j < cols; j++) {
-        h[j] = sr_f16_to_f32(sr_f32_to_f16(x[j]));
-        float a = fabsf(h[j]);
-        bad |= !(a <= 65504.0f);
-        m = a > m ? a : m;
+        uint32_t a = f32_bits(x[j]) & 0x7fffffffu;
+        worst = a > worst ? a : worst;
+        h[j] = round_to_f16(x[j]);
+        float v = fabsf(h[j]);
+        m = v > m ? v : m;
     }
-    if (bad) {
-        for (int64_t j = 0; j < cols; j++)
-            if (!(fabsf(h[j]) <= 65504.0f)) return j;
-    }
+    if (worst >= 0x7f800000u || m > 65504.0f) return -1;
     *scb = m;
     if (m == 0.0f) {
         memset(q, 0, (size_t)cols);
-        return -1;
+        return 0;
     }
     float s = 127.0f / m;
-    for (int64_t j = 0; j < cols; j++) q[j] = (int8_t)nearbyintf(h[j] * s);
-    return -1;
+    for (int64_t j = 0; j < cols; j++) q[j] = (int8_t)(int)rint_small(h[j] * s);
+    return 0;
 }
 
 int sr_int8_quantize(const void *w, sr_dtype dtype, int64_t rows, int64_t cols, int8_t *q,
@@ -56,8 +76,7 @@ int sr_int8_quantize(const void *w, sr_dtype dtype, int64_t rows, int64_t cols, 
         for (int64_t r = 0; r < rows; r++) {
             if (!buf) continue;
             sr_load_f32((const unsigned char *)w + (size_t)(r * cols) * isz, dtype, cols, buf);
-            int64_t j = quantize_row(buf, cols, buf + cols, q + r * cols, &scb[r]);
-            if (j >= 0 && r < bad_row) bad_row = r;
+            if (quantize_row(buf, cols, buf + cols, q + r * cols, &scb[r]) && r < bad_row) bad_row = r;
         }
         sr_free(buf);
     }

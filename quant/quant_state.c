@@ -74,6 +74,9 @@ static int parse_float_dtype(const char *s, sr_dtype *out)
     return -1;
 }
 
+/* Far above any real blocksize; keeps block counts free of overflow. */
+#define SR_QS_MAX_BLOCKSIZE ((json_int_t)1 << 30)
+
 static const char *const known_keys[] = {
     "quant_type", "blocksize", "dtype", "shape", "nested_blocksize", "nested_dtype", "nested_offset",
 };
@@ -98,8 +101,8 @@ static int parse_fields(json_t *root, sr_quant_state *qs, sr_error *err)
     if (!json_is_string(v) || sr_q4type_parse(json_string_value(v), &qs->quant_type))
         return sr_fail(err, "key \"quant_type\": expected \"nf4\" or \"fp4\"");
     v = json_object_get(root, "blocksize");
-    if (!json_is_integer(v) || json_integer_value(v) <= 0)
-        return sr_fail(err, "key \"blocksize\": expected a positive integer");
+    if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > SR_QS_MAX_BLOCKSIZE)
+        return sr_fail(err, "key \"blocksize\": expected a positive integer (at most 2^30)");
     qs->blocksize = json_integer_value(v);
     v = json_object_get(root, "dtype");
     if (!json_is_string(v) || parse_float_dtype(json_string_value(v), &qs->dtype))
@@ -125,8 +128,8 @@ static int parse_fields(json_t *root, sr_quant_state *qs, sr_error *err)
                            "nested_dtype and nested_offset)", nested[i]);
     qs->nested = 1;
     v = json_object_get(root, "nested_blocksize");
-    if (!json_is_integer(v) || json_integer_value(v) <= 0)
-        return sr_fail(err, "key \"nested_blocksize\": expected a positive integer");
+    if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > SR_QS_MAX_BLOCKSIZE)
+        return sr_fail(err, "key \"nested_blocksize\": expected a positive integer (at most 2^30)");
     qs->nested_blocksize = json_integer_value(v);
     v = json_object_get(root, "nested_dtype");
     if (!json_is_string(v) || parse_float_dtype(json_string_value(v), &qs->nested_dtype) ||

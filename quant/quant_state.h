@@ -34,7 +34,7 @@ typedef struct sr_quant_state {
 } sr_quant_state;
 
 /* Parses len bytes of JSON.  Checks types and values: quant_type nf4|fp4,
- * blocksize > 0, dtype a float torch name, shape a list of ints >= 0 (at
+ * blocksize in 1..2^30, dtype a float torch name, shape a list of ints >= 0 (at
  * most SR_MAX_DIMS), nested fields all or none, nested_offset finite.
  * Errors name the offending key; the caller adds the tensor name. */
 int sr_quant_state_parse(const void *json, size_t len, sr_quant_state *out, sr_error *err);

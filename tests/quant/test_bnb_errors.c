@@ -1,6 +1,8 @@
 /* Bad input to the bnb codecs: clear errors, never a crash, nothing leaked
  * (the ASan pass checks the latter), plus behaviour at the edges that bnb
- * defines (all-zero blocks, odd sizes, subnormal absmax). */
+ * defines (all-zero blocks, odd sizes, subnormal absmax) and the
+ * multi-threaded paths (inputs large enough for OpenMP) against a serial
+ * element-by-element reference. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +10,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "quant/blockwise8.h"
@@ -268,6 +271,75 @@ static void test_writer_alloc_failures(void **state)
     sr_alloc_fail_after(-1);
 }
 
+/* Large inputs take the OpenMP path: every nibble and absmax must equal a
+ * serial reference built from sr_bnb4_code on the normalised values. */
+static void test_parallel_equals_reference(void **state)
+{
+    (void)state;
+    const int64_t n = 300001;
+    uint16_t *x = malloc((size_t)n * 2);
+    uint32_t s = 12345;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        float f = (float)((int32_t)(s >> 8) - (1 << 23)) / (float)(1 << 23) * 0.03f;
+        x[i] = (i % 5000) < 64 ? 0 : sr_f32_to_bf16(f);     /* some all-zero blocks */
+    }
+    uint8_t *packed = malloc((size_t)(n + 1) / 2);
+    float *absmax = malloc((size_t)n / 32 * 4 + 4);
+    sr_error err;
+    static const int bss[2] = {64, 4096};
+    for (int v = 0; v < 8; v++) {
+        sr_q4type qt = (sr_q4type)(v & 1);
+        sr_bnb_rules rules = (sr_bnb_rules)((v >> 1) & 1);
+        int bs = bss[v >> 2];
+        assert_int_equal(sr_bnb4_quantize(x, SR_BF16, n, bs, qt, rules, packed, absmax, &err), 0);
+        int64_t nb = (n + bs - 1) / bs, bad = 0;
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t j0 = b * bs, j1 = j0 + bs < n ? j0 + bs : n;
+            float am = 0.0f;
+            for (int64_t j = j0; j < j1; j++) am = fmaxf(am, fabsf(sr_bf16_to_f32(x[j])));
+            int partial = j1 - j0 < bs;
+            float a = rules == SR_RULES_CPU && am < (float)1e-38 ? (float)1e-38 : am;
+            float want_absmax = rules == SR_RULES_CPU && partial ? a : am;
+            if (absmax[b] != want_absmax) bad++;
+            float r = 1.0f / a;
+            for (int64_t j = j0; j < j1; j++) {
+                float y = rules == SR_RULES_CPU && partial ? sr_bf16_to_f32(x[j]) / a : sr_bf16_to_f32(x[j]) * r;
+                if (rules == SR_RULES_CPU) y = fminf(fmaxf(y, -1.0f), 1.0f);
+                unsigned got = (packed[j >> 1] >> ((j & 1) ? 0 : 4)) & 15;
+                if (got != sr_bnb4_code(qt, rules, y)) bad++;
+            }
+        }
+        if (bad) fprintf(stderr, "variant %d: %lld mismatches\n", v, (long long)bad);
+        assert_int_equal(bad, 0);
+        /* The padding nibble of the odd element count is the code of 0.0. */
+        assert_int_equal(packed[n / 2] & 15, sr_bnb4_code(qt, rules, 0.0f));
+    }
+
+    /* LLM.int8 over 600 rows of 500: the row-parallel path. */
+    const int64_t rows = 600, cols = 500;
+    float *w = malloc((size_t)(rows * cols) * 4), scb[600];
+    int8_t *q = malloc((size_t)(rows * cols));
+    for (int64_t i = 0; i < rows * cols; i++) w[i] = sr_bf16_to_f32(x[i]) * (float)(1 + i % 7);
+    assert_int_equal(sr_int8_quantize(w, SR_F32, rows, cols, q, scb, &err), 0);
+    for (int64_t r = 0; r < rows; r++) {
+        float m = 0.0f;
+        for (int64_t j = 0; j < cols; j++) m = fmaxf(m, fabsf(sr_f16_to_f32(sr_f32_to_f16(w[r * cols + j]))));
+        assert_true(scb[r] == m);
+        float sc = 127.0f / m;
+        for (int64_t j = 0; j < cols; j++) {
+            float h = sr_f16_to_f32(sr_f32_to_f16(w[r * cols + j]));
+            int want = m == 0.0f ? 0 : (int)nearbyintf(h * sc);
+            assert_int_equal(q[r * cols + j], want);
+        }
+    }
+    free(w);
+    free(q);
+    free(x);
+    free(packed);
+    free(absmax);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_nonfinite_8bit_and_int8),
         cmocka_unit_test(test_quant_state_json),
         cmocka_unit_test(test_writer_alloc_failures),
+        cmocka_unit_test(test_parallel_equals_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -205,8 +205,10 @@ static size_t check_q4_cpu(json_t *c, const q4case *k)
         snprintf(what, sizeof what, "%s cpu absmax", k->id);
         bad += golden_cmp_f32(what, absmax, ga, (size_t)k->nb);
     } else {
-        /* The offset is the stored one (spec §9: bnb's torch mean may differ
-         * from a double-precision mean by 1-2 ulp), fed through
+        /* The offset is the STORED one (spec §2.1 step 2 and §9: bnb's
+         * torch mean on the CPU may differ from a double-precision mean by
+         * 1-2 ulp, so the golden codes can only be reproduced from the
+         * stored value), fed through
          * sr_dq_quantize; everything downstream must then match exactly. */
         float map[256];
         sr_dynamic_map(map);

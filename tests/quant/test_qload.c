@@ -168,8 +168,9 @@ static void make_weight(void)
     for (int i = 0; i < 24 * 80; i++) W[i] = sinf((float)i * 0.37f) * (1.0f + (float)(i % 80) / 40.0f);
 }
 
-/* A 4-bit (or int8) checkpoint of weight "l.weight" [24, 80]. */
-static void build(ckbuild *b, int int8, sr_q4type qt, int dq)
+/* A 4-bit (or int8) checkpoint of weight "l.weight" [24, 80], the packed
+ * codes stored as `storage` (bnb_4bit_quant_storage). */
+static void build_storage(ckbuild *b, int int8, sr_q4type qt, int dq, sr_dtype storage)
 {
     memset(b, 0, sizeof *b);
     make_weight();
@@ -182,12 +183,15 @@ static void build(ckbuild *b, int int8, sr_q4type qt, int dq)
         sr_bnb4_options o = sr_bnb4_defaults();
         o.quant_type = qt;
         o.double_quant = dq;
+        o.storage = storage;
         rc = sr_bnb4_quantize_tensor("l.weight", W, SR_F32, 2, shape, &o, &b->q, &err);
     }
     if (rc) fprintf(stderr, "%s\n", err.msg);
     assert_int_equal(rc, 0);
     add_q(b, &b->q);
 }
+
+static void build(ckbuild *b, int int8, sr_q4type qt, int dq) { build_storage(b, int8, qt, dq, SR_U8); }
 
 /* Writes b, loads "l.weight"; returns the loader's result, message in err. */
 static int write_and_load(ckbuild *b, sr_qmatrix *m, sr_error *err)
@@ -223,9 +227,12 @@ static int write_and_load(ckbuild *b, sr_qmatrix *m, sr_error *err)
 static void test_roundtrip(void **state)
 {
     (void)state;
-    for (int v = 0; v < 5; v++) {
+    /* nf4, fp4, nf4+DQ, fp4+DQ, int8, fp4+DQ in bf16 storage, nf4 in f32 storage. */
+    static const sr_dtype storage[7] = {SR_U8, SR_U8, SR_U8, SR_U8, SR_U8, SR_BF16, SR_F32};
+    for (int v = 0; v < 7; v++) {
         ckbuild b;
-        build(&b, v == 4, v & 1 ? SR_Q4_FP4 : SR_Q4_NF4, v >= 2);
+        build_storage(&b, v == 4, v & 1 ? SR_Q4_FP4 : SR_Q4_NF4, v >= 2 && v != 6, storage[v]);
+        if (v >= 5) assert_int_equal(find_e(&b, "l.weight")->dtype, storage[v]);
         sr_qmatrix m;
         sr_error err;
         int rc = write_and_load(&b, &m, &err);
