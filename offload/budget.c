@@ -15,9 +15,12 @@ int sr_parse_size(const char *s, uint64_t *out)
     if (!s) return -1;
     while (isspace((unsigned char)*s)) s++;
     if (!isdigit((unsigned char)*s) && *s != '.') return -1;   /* no sign, no "inf" */
+    const char *num_end = s;
+    while (isdigit((unsigned char)*num_end) || *num_end == '.') num_end++;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
+    if (end != num_end) return -1;      /* hex, exponents */
     if (end == s || errno || !isfinite(v) || v < 0) return -1;
     while (isspace((unsigned char)*end)) end++;
     static const struct { const char *suffix; double mul; } units[] = {
@@ -147,9 +150,13 @@ void sr_reserve_compute(const sr_model_dims *d, const sr_run_shape *s, sr_dev_ki
     int64_t rows = kind == SR_DEV_CPU ? (s->threads > 0 ? s->threads : 1) : d->n_heads * T;
     floats += rows * s->ctx;
     r->workspace = (uint64_t)floats * sizeof(float) * b;
-    r->activations = 2ull * (uint64_t)(T * H) * sizeof(float) * b;
+    /* activations, the hop buffer and the per-token step data (token, id
+     * read by the embedding, adapter index, RoPE position, hiding bits) */
+    r->activations = (2ull * (uint64_t)(T * H) * sizeof(float) + 5ull * (uint64_t)T * 4) * b;
     r->logits = (uint64_t)d->vocab * sizeof(float) * b;
-    if (kind == SR_DEV_CPU) r->positions = (uint64_t)s->ctx * 4 * sizeof(int32_t) * b;
+    /* per position: the hiding bits on every tier; the host also keeps the
+     * token, adapter index and RoPE position */
+    r->positions = (uint64_t)s->ctx * (kind == SR_DEV_CPU ? 4 : 1) * sizeof(int32_t) * b;
     if (default_budget && kind == SR_DEV_CUDA) r->runtime = SR_CUDA_RUNTIME_OVERHEAD;
     r->total = r->runtime + r->workspace + r->activations + r->logits + r->positions;
 }

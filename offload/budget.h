@@ -63,9 +63,9 @@ typedef struct sr_run_shape {
 typedef struct sr_reserve {
     uint64_t runtime;       /* driver context (default budgets only) */
     uint64_t workspace;     /* layer scratch for `chunk` tokens */
-    uint64_t activations;   /* activations + the hop buffer */
+    uint64_t activations;   /* activations, the hop buffer, per-token step data */
     uint64_t logits;
-    uint64_t positions;     /* per-position records (host) */
+    uint64_t positions;     /* per-position records (hiding bits; host: + ids) */
     uint64_t total;         /* sum of the above */
 } sr_reserve;
 

@@ -64,8 +64,9 @@ int sr_device_map_parse(const char *json, size_t len, const char *source, sr_dev
     const char *src = source ? source : "device map";
     json_error_t je;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root)
-        return sr_fail(err, "%s: line %d: %s", src, je.line, je.text);
+    if (!root)  /* jansson leaves the text empty when it ran out of memory */
+        return je.text[0] ? sr_fail(err, "%s: line %d: %s", src, je.line, je.text)
+                          : sr_fail(err, "%s: out of memory parsing the JSON", src);
     int rc = 0;
     if (!json_is_object(root)) {
         rc = sr_fail(err, "%s: expected a JSON object {\"module\": device, ...}", src);
@@ -251,7 +252,7 @@ char *sr_device_map_dump(const sr_plan *plan, const sr_plan_unit *units)
     char *s = bad ? NULL : json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (!s) return NULL;
-    char *copy = sr_strdup(s);
+    char *copy = sr_strdup(s);  /* jansson allocates with the C allocator */
     free(s);
     return copy;
 }

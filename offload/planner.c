@@ -15,7 +15,7 @@ void sr_tier_perf_default(sr_dev_kind kind, sr_tier_perf *p)
     if (kind == SR_DEV_CPU)
         *p = (sr_tier_perf){.mem_bw = 10e9, .flops = 50e9, .link_bw = 0, .latency = 0};
     else
-        *p = (sr_tier_perf){.mem_bw = 600e9, .flops = 30e12, .link_bw = 12e9, .latency = 10e-6};
+        *p = (sr_tier_perf){.mem_bw = 600e9, .flops = 30e12, .link_bw = 24e9, .latency = 10e-6};
 }
 
 static const char *strategy_names[] = {"auto", "balanced", "balanced_low_0", "sequential", "map"};
@@ -79,6 +79,8 @@ typedef struct placer {
     const sr_plan_request *rq;
     int n_gpu, host;            /* tiers 0..n_gpu-1 are accelerators; host = n_gpu */
     int embed;                  /* unit index of the embedding, -1 if none */
+    int head;                   /* unit index of a tied head, -1 if none */
+    bool bundle;                /* the tied head goes wherever the embedding goes */
     int stream_tier;            /* host layers keep their KV there (-1: cpu exec) */
     uint64_t *cap;              /* [n_tiers] room for units */
     uint64_t *load;             /* [n_tiers] */
@@ -89,13 +91,16 @@ typedef struct placer {
 static const sr_plan_unit *U(const placer *P, int u) { return &P->rq->units[u]; }
 static const char *T(const placer *P, int t) { return P->rq->tiers[t].name; }
 
-/* Bytes unit u takes on tier t given what is placed so far. */
+/* Bytes unit u takes on tier t given what is placed so far.  A bundled tied
+ * head is counted with its embedding. */
 static uint64_t size_on(const placer *P, int u, int t)
 {
+    if (P->bundle && u == P->head) return 0;
     uint64_t s = U(P, u)->weight_bytes;
     if (U(P, u)->shared_bytes && !(P->embed >= 0 && P->tier[P->embed] == t))
         s += U(P, u)->shared_bytes;     /* a tied head away from the embedding: a copy */
     if (!(P->stream_tier >= 0 && t == P->host && U(P, u)->unit >= 0)) s += U(P, u)->kv_bytes;
+    if (P->bundle && u == P->embed) s += U(P, P->head)->weight_bytes + U(P, P->head)->kv_bytes;
     return s;
 }
 
@@ -105,6 +110,13 @@ static uint64_t room(const placer *P, int t)
 }
 
 static bool fits(const placer *P, int u, int t) { return size_on(P, u, t) <= room(P, t); }
+
+/* Units that move between tiers after the fill (never the embedding and
+ * its tied head). */
+static bool movable(const placer *P, int u)
+{
+    return u != P->embed && u != P->head && !U(P, u)->shared_bytes;
+}
 
 static void put(placer *P, int u, int t, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -116,6 +128,18 @@ static void put(placer *P, int u, int t, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(P->why[u], sizeof P->why[u], fmt, ap);
     va_end(ap);
+    if (P->bundle && u == P->embed) {
+        P->tier[P->head] = t;
+        snprintf(P->why[P->head], sizeof P->why[P->head],
+                 "tied head: shares the embedding's storage on %s (placed with it)", T(P, t));
+    }
+}
+
+/* Takes unit u off its tier (to move it). */
+static void take(placer *P, int u)
+{
+    P->load[P->tier[u]] -= size_on(P, u, P->tier[u]);
+    P->tier[u] = -1;
 }
 
 /* The failure when unit u fits nowhere: what is left and what to change. */
@@ -152,16 +176,6 @@ static int put_host(placer *P, int u, const char *note, sr_error *err)
     return 0;
 }
 
-/* A tied head goes to its embedding's tier, where it shares the matrix. */
-static bool put_tied_head(placer *P, int u)
-{
-    if (!U(P, u)->shared_bytes || P->embed < 0 || P->tier[P->embed] < 0) return false;
-    int t = P->tier[P->embed];
-    if (!fits(P, u, t)) return false;
-    put(P, u, t, "tied head: shares the embedding's storage on %s", T(P, t));
-    return true;
-}
-
 /* First accelerator of list g[0..n) (from index `from`, wrapping) that fits u. */
 static int first_fit(const placer *P, int u, const int *g, int n, int from)
 {
@@ -179,7 +193,7 @@ static int place_sequential(placer *P, sr_error *err)
     for (int i = 0; i < P->n_gpu; i++) all[i] = i;
     int g = 0;
     for (int u = 0; u < P->rq->n_units; u++) {
-        if (put_tied_head(P, u)) continue;
+        if (P->tier[u] >= 0) continue;      /* a head placed with its embedding */
         char note[160] = "";
         bool placed = false;
         while (g < P->n_gpu) {
@@ -211,60 +225,107 @@ static int place_sequential(placer *P, sr_error *err)
     return 0;
 }
 
-/* Even shares over accelerators g[0..ng): water-filling over their rooms. */
-static void shares(const placer *P, const int *g, int ng, uint64_t total, double *share)
+/* The share of accelerator g[0] when `bytes` are spread over g[0..m) as
+ * evenly as their rooms allow (water-filling). */
+static double first_share(const placer *P, const int *g, int m, uint64_t bytes)
 {
-    double level = INFINITY, remaining = (double)total;
-    int order[SR_MAX_DEVICES];
-    for (int i = 0; i < ng; i++) order[i] = i;
-    for (int i = 1; i < ng; i++)    /* by room, ascending (insertion sort) */
-        for (int j = i; j > 0 && P->cap[g[order[j]]] < P->cap[g[order[j - 1]]]; j--) {
-            int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
+    double r[SR_MAX_DEVICES], remaining = (double)bytes;
+    for (int i = 0; i < m; i++) r[i] = (double)room(P, g[i]);
+    double r0 = r[0];
+    for (int i = 1; i < m; i++)     /* ascending (insertion sort) */
+        for (int j = i; j > 0 && r[j] < r[j - 1]; j--) {
+            double x = r[j]; r[j] = r[j - 1]; r[j - 1] = x;
         }
-    for (int i = 0; i < ng; i++) {
-        double c = (double)P->cap[g[order[i]]];
-        if (c * (ng - i) >= remaining) {
-            level = remaining / (ng - i);
-            break;
-        }
-        remaining -= c;
+    for (int i = 0; i < m; i++) {
+        if (r[i] * (m - i) >= remaining) return fmin(r0, remaining / (m - i));
+        remaining -= r[i];
     }
-    for (int i = 0; i < ng; i++) share[i] = fmin((double)P->cap[g[i]], level);
+    return r0;
+}
+
+/* Bytes of the units from u on that are still to be placed on g[0..ng),
+ * leaving out those too large for any of them. */
+static uint64_t bytes_from(const placer *P, int u, const int *g, int ng)
+{
+    uint64_t s = 0;
+    for (int v = u; v < P->rq->n_units; v++) {
+        if (P->tier[v] >= 0) continue;
+        bool can = false;
+        for (int i = 0; i < ng && !can; i++) can = size_on(P, v, g[i]) <= P->cap[g[i]];
+        if (can) s += size_on(P, v, g[0]);
+    }
+    return s;
+}
+
+static uint64_t spread(const placer *P, const int *g, int ng)
+{
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (int i = 0; i < ng; i++) {
+        if (P->load[g[i]] < lo) lo = P->load[g[i]];
+        if (P->load[g[i]] > hi) hi = P->load[g[i]];
+    }
+    return ng ? hi - lo : 0;
+}
+
+/* Moves units across the boundaries of neighbouring accelerators while that
+ * narrows the spread of their loads; keeps the execution order contiguous. */
+static void even_out(placer *P, const int *g, int ng)
+{
+    const int n = P->rq->n_units;
+    int first[SR_MAX_DEVICES + 1], last[SR_MAX_DEVICES + 1];
+    for (int iter = 0; iter < 4 * n && ng > 1; iter++) {
+        for (int t = 0; t <= P->host; t++) first[t] = last[t] = -1;
+        for (int u = 0; u < n; u++) {
+            int t = P->tier[u];
+            if (first[t] < 0) first[t] = u;
+            last[t] = u;
+        }
+        uint64_t best = spread(P, g, ng);
+        int best_u = -1, best_t = -1;
+        for (int i = 0; i < ng; i++)
+            for (int d = -1; d <= 1; d += 2) {
+                /* the unit at the end of g[i]'s run that faces g[i+d]; moving
+                 * it there keeps the execution order across accelerators */
+                int j = i + d;
+                if (j < 0 || j >= ng) continue;
+                int u = d > 0 ? last[g[i]] : first[g[i]];
+                if (u < 0 || !movable(P, u)) continue;
+                if (d > 0 && first[g[j]] >= 0 && first[g[j]] < u) continue;
+                if (d < 0 && last[g[j]] > u) continue;
+                if (!fits(P, u, g[j])) continue;
+                uint64_t s_from = size_on(P, u, g[i]), s_to = size_on(P, u, g[j]);
+                P->load[g[i]] -= s_from;
+                P->load[g[j]] += s_to;
+                uint64_t sp = spread(P, g, ng);
+                P->load[g[i]] += s_from;
+                P->load[g[j]] -= s_to;
+                if (sp < best) {
+                    best = sp;
+                    best_u = u;
+                    best_t = g[j];
+                }
+            }
+        if (best_u < 0) break;
+        int from = P->tier[best_u];
+        take(P, best_u);
+        put(P, best_u, best_t, "balanced: evened out between %s and %s", T(P, from),
+            T(P, best_t));
+    }
 }
 
 static int place_balanced(placer *P, const int *g, int ng, const int *over, int no,
                           sr_error *err)
 {
     char b[2][32];
-    uint64_t total = 0;
-    for (int u = 0; u < P->rq->n_units; u++)
-        total += U(P, u)->weight_bytes + U(P, u)->kv_bytes;
-    double share[SR_MAX_DEVICES], bound[SR_MAX_DEVICES], pos = 0;
-    shares(P, g, ng, total, share);
-    for (int k = 0; k < ng; k++) bound[k] = (k ? bound[k - 1] : 0) + share[k];
+    const char *who = P->rq->strategy == SR_STRATEGY_BALANCED_LOW_0 ? "balanced_low_0"
+                                                                     : "balanced";
     int k = 0;
+    uint64_t filled = 0;
+    double target = -1;
     for (int u = 0; u < P->rq->n_units; u++) {
-        uint64_t s = U(P, u)->weight_bytes + U(P, u)->kv_bytes;
-        double mid = pos + (double)s / 2;
-        pos += (double)s;
-        if (put_tied_head(P, u)) continue;
-        if (!ng) {
-            int t = first_fit(P, u, over, no, 0);
-            if (t >= 0) put(P, u, t, "balanced_low_0: the only accelerator");
-            else if (put_host(P, u, P->n_gpu ? "no room on an accelerator" : "no accelerator",
-                              err))
-                return -1;
-            continue;
-        }
-        while (k < ng - 1 && mid > bound[k]) k++;
-        const char *who = P->rq->strategy == SR_STRATEGY_BALANCED_LOW_0 ? "balanced_low_0"
-                                                                         : "balanced";
-        if (fits(P, u, g[k])) {
-            put(P, u, g[k], "%s: in %s's share (%s)", who, T(P, g[k]),
-                fmt_bytes((uint64_t)share[k], b[0], sizeof b[0]));
-            continue;
-        }
-        if (size_on(P, u, g[k]) > P->cap[g[k]]) {
+        if (P->tier[u] >= 0) continue;      /* a head placed with its embedding */
+        const char *note = ng ? "the accelerators are full" : "no accelerator";
+        if (k < ng && size_on(P, u, g[k]) > P->cap[g[k]]) {
             /* larger than this accelerator's room: the next one that holds
              * it, without leaving this one for the units that follow */
             int t = first_fit(P, u, g, ng, k + 1);
@@ -273,15 +334,26 @@ static int place_balanced(placer *P, const int *g, int ng, const int *over, int 
                     who, T(P, g[k]), fmt_bytes(P->cap[g[k]], b[0], sizeof b[0]));
                 continue;
             }
+            note = "larger than the room of every accelerator";
         } else {
-            int k0 = k;
-            while (k < ng - 1 && !fits(P, u, g[k])) k++;
-            if (fits(P, u, g[k])) {
-                put(P, u, g[k], "%s: %s full (%s left, needs %s), moved on", who, T(P, g[k0]),
-                    fmt_bytes(room(P, g[k0]), b[0], sizeof b[0]),
-                    fmt_bytes(size_on(P, u, g[k0]), b[1], sizeof b[1]));
-                continue;
+            bool placed = false;
+            while (k < ng) {
+                if (target < 0) target = first_share(P, g + k, ng - k, bytes_from(P, u, g + k, ng - k));
+                uint64_t s = size_on(P, u, g[k]);
+                /* the unit goes here while its middle is within the share */
+                if (fits(P, u, g[k]) &&
+                    (k == ng - 1 || filled == 0 || (double)filled + (double)s / 2 <= target)) {
+                    put(P, u, g[k], "%s: in %s's share (%s)", who, T(P, g[k]),
+                        fmt_bytes((uint64_t)target, b[0], sizeof b[0]));
+                    filled += s;
+                    placed = true;
+                    break;
+                }
+                k++;
+                filled = 0;
+                target = -1;
             }
+            if (placed) continue;
         }
         int t = no ? first_fit(P, u, over, no, 0) : -1;
         if (t >= 0) {
@@ -291,16 +363,16 @@ static int place_balanced(placer *P, const int *g, int ng, const int *over, int 
         }
         bool none = true;
         for (int i = 0; i < ng; i++) none = none && P->cap[g[i]] == 0;
-        if (put_host(P, u, none ? "no accelerator has room after its reserve"
-                                : "the accelerators are full", err))
+        if (put_host(P, u, ng && none ? "no accelerator has room after its reserve" : note, err))
             return -1;
     }
+    even_out(P, g, ng);
     return 0;
 }
 
 static int place_map(placer *P, sr_error *err)
 {
-    char b[3][32];
+    char b[4][32];
     for (int u = 0; u < P->rq->n_units; u++) {
         int t = P->rq->map_tier[u];
         if (t < 0 || t > P->host)
@@ -309,7 +381,7 @@ static int place_map(placer *P, sr_error *err)
     /* the embedding first, so a tied head knows whether it shares it */
     for (int pass = 0; pass < 2; pass++)
         for (int u = 0; u < P->rq->n_units; u++) {
-            if ((u == P->embed) != (pass == 0)) continue;
+            if ((u == P->embed) != (pass == 0) || P->tier[u] >= 0) continue;
             int t = P->rq->map_tier[u];
             if (!fits(P, u, t))
                 return sr_fail(err, "plan: the device map puts %s (%s) on %s, which has only %s "
@@ -318,11 +390,9 @@ static int place_map(placer *P, sr_error *err)
                                fmt_bytes(size_on(P, u, t), b[0], sizeof b[0]), T(P, t),
                                fmt_bytes(room(P, t), b[1], sizeof b[1]),
                                fmt_bytes(P->rq->tiers[t].budget, b[2], sizeof b[2]),
-                               fmt_bytes(P->rq->tiers[t].reserve, b[0], sizeof b[0]), T(P, t));
-            bool tied_here = U(P, u)->shared_bytes && P->embed >= 0 && P->tier[P->embed] == t;
-            put(P, u, t, "device map%s", tied_here ? " (tied head: shares the embedding)"
-                                        : U(P, u)->shared_bytes ? " (tied head: own copy of "
-                                                                  "the embedding)" : "");
+                               fmt_bytes(P->rq->tiers[t].reserve, b[3], sizeof b[3]), T(P, t));
+            put(P, u, t, "device map%s", U(P, u)->shared_bytes ? " (tied head: own copy of the "
+                                                                 "embedding)" : "");
         }
     return 0;
 }
@@ -332,10 +402,10 @@ static void backfill(placer *P)
 {
     char b[32];
     for (int u = 0; u < P->rq->n_units; u++) {
-        if (P->tier[u] != P->host || U(P, u)->shared_bytes) continue;
+        if (P->tier[u] != P->host || !movable(P, u)) continue;
         for (int t = 0; t < P->n_gpu; t++) {
             if (!fits(P, u, t)) continue;
-            P->load[P->host] -= size_on(P, u, P->host);
+            take(P, u);
             put(P, u, t, "offered the room left on %s (%s) after the fill", T(P, t),
                 fmt_bytes(room(P, t), b, sizeof b));
             break;
@@ -562,7 +632,11 @@ int sr_plan_make(const sr_plan_request *rq, sr_plan *plan, sr_error *err)
     if (check_request(rq, err)) return -1;
     placer P = {.rq = rq, .n_gpu = rq->n_tiers - 1, .host = rq->n_tiers - 1,
                 .embed = sr_plan_unit_index(rq->units, rq->n_units, SR_UNIT_EMBED),
-                .stream_tier = -1};
+                .head = -1, .stream_tier = -1};
+    for (int u = 0; u < rq->n_units; u++)
+        if (rq->units[u].shared_bytes) P.head = u;
+    P.bundle = P.head >= 0 && P.embed >= 0 &&
+               (rq->strategy != SR_STRATEGY_MAP || rq->map_tier[P.head] == rq->map_tier[P.embed]);
     uint64_t *cap0 = sr_calloc((size_t)rq->n_tiers, sizeof *cap0);
     P.cap = sr_calloc((size_t)rq->n_tiers, sizeof *P.cap);
     P.load = sr_calloc((size_t)rq->n_tiers, sizeof *P.load);

@@ -76,7 +76,7 @@ typedef struct sr_tier_perf {
 } sr_tier_perf;
 
 /* Stated parameters of a tier kind until measured (printed by the plan):
- * sim and cuda: 600 GB/s, 30 TFLOP/s, 12 GB/s PCIe 4.0 x16 pinned copies,
+ * sim and cuda: 600 GB/s, 30 TFLOP/s, 24 GB/s PCIe 4.0 x16 pinned copies,
  * 10 us per transfer; cpu: 10 GB/s, 50 GFLOP/s. */
 void sr_tier_perf_default(sr_dev_kind kind, sr_tier_perf *p);
 

@@ -153,7 +153,9 @@ int sr_units_from_names(const sr_checkpoint *ck, uint64_t kv_per_layer, sr_unit_
         out->tensor_unit[i] = slot;
         seen[slot] = true;
         out->units[slot].weight_bytes += t->nbytes;
-        if (slot != 0) out->units[slot].macs += tensor_macs(t, SR_PART_WEIGHT, 1);
+        size_t nl = strlen(t->name);
+        if (slot != 0 && nl > 7 && !strcmp(t->name + nl - 7, ".weight"))
+            out->units[slot].macs += tensor_macs(t, SR_PART_WEIGHT, 1);
         if (!strcmp(t->name, "model.embed_tokens.weight")) embed_w = t;
         if (!strcmp(t->name, "lm_head.weight")) head_w = true;
     }

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "runtime/catalog.h"
 #include "runtime/checkpoint.h"
 #include "runtime/config.h"
+#include "tools/bandwidth.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
 
@@ -39,13 +41,18 @@ static void usage(FILE *f)
         "  --batch N               sequences decoded together (default 1)\n"
         "  --host-exec P           host-tier layers: auto | stream | cpu (default auto)\n"
         "  --prefetch N            streaming prefetch distance (default 2, 1 when tight)\n"
+        "  --perf K=V,...          time-model parameters instead of the stated ones:\n"
+        "                          gpu_bw=600G gpu_flops=30T link=24G latency=10us\n"
+        "                          cpu_bw=10G cpu_flops=50G (bytes or FLOP per second)\n"
+        "  --measure-host          measure the host's memory read bandwidth for cpu_bw\n"
         "  --json                  machine-readable output\n", DEFAULT_CTX_CAP);
 }
 
 typedef struct opts {
     const char *model, *max_memory, *devices, *strategy, *device_map, *save_map, *host_exec;
+    const char *perf;
     int64_t ctx;
-    int batch, prefetch, json;
+    int batch, prefetch, json, measure;
 } opts;
 
 static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
@@ -65,6 +72,7 @@ static int parse_args(int argc, char **argv, opts *o)
         {"device-map", required_argument, 0, 'D'}, {"save-device-map", required_argument, 0, 'S'},
         {"ctx", required_argument, 0, 'c'}, {"batch", required_argument, 0, 'b'},
         {"host-exec", required_argument, 0, 'x'}, {"prefetch", required_argument, 0, 'p'},
+        {"perf", required_argument, 0, 'P'}, {"measure-host", no_argument, 0, 'H'},
         {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->batch = 1;
@@ -82,6 +90,8 @@ static int parse_args(int argc, char **argv, opts *o)
         case 'S': o->save_map = optarg; break;
         case 'x': o->host_exec = optarg; break;
         case 'j': o->json = 1; break;
+        case 'P': o->perf = optarg; break;
+        case 'H': o->measure = 1; break;
         case 'c':
             if (parse_int(optarg, 1, INT64_C(1) << 32, &v)) {
                 fprintf(stderr, "strata plan: --ctx %s: expected a positive integer\n", optarg);
@@ -123,6 +133,66 @@ static int parse_args(int argc, char **argv, opts *o)
     return -1;  /* go on */
 }
 
+/* "600G", "24GB/s", "30T", "10us" -> a number (decimal prefixes; times in
+ * seconds).  Returns 0 or -1. */
+static int parse_rate(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v >= 0) || v > 1e18) return -1;
+    static const struct { const char *suffix; double mul; } units[] = {
+        {"", 1}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"KB/s", 1e3}, {"MB/s", 1e6},
+        {"GB/s", 1e9}, {"TB/s", 1e12}, {"B/s", 1}, {"s", 1}, {"ms", 1e-3}, {"us", 1e-6},
+    };
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (!strcmp(end, units[i].suffix)) {
+            *out = v * units[i].mul;
+            return 0;
+        }
+    return -1;
+}
+
+/* Applies --perf to the tiers (accelerators and host). */
+static int apply_perf(const char *spec, sr_tier *tiers, int n_tiers)
+{
+    char *copy = sr_strdup(spec), *save = NULL;
+    if (!copy) return -1;
+    int rc = 0;
+    for (char *kv = strtok_r(copy, ",", &save); kv && !rc; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        double v;
+        if (!eq || parse_rate(eq + 1, &v)) {
+            fprintf(stderr, "strata plan: --perf '%s': expected KEY=VALUE (e.g. link=24G)\n", kv);
+            rc = -1;
+            break;
+        }
+        *eq = 0;
+        static const char *keys[] = {"gpu_bw", "gpu_flops", "link", "latency", "cpu_bw",
+                                     "cpu_flops"};
+        int k = -1;
+        for (int i = 0; i < 6; i++)
+            if (!strcmp(kv, keys[i])) k = i;
+        if (k < 0 || (k != 3 && v <= 0)) {
+            fprintf(stderr, "strata plan: --perf: unknown key or zero value '%s' (keys: gpu_bw, "
+                    "gpu_flops, link, latency, cpu_bw, cpu_flops)\n", kv);
+            rc = -1;
+            break;
+        }
+        for (int t = 0; t < n_tiers; t++) {
+            sr_tier_perf *p = &tiers[t].perf;
+            bool host = tiers[t].gpu < 0;
+            if (k == 0 && !host) p->mem_bw = v;
+            if (k == 1 && !host) p->flops = v;
+            if (k == 2 && !host) p->link_bw = v;
+            if (k == 3 && !host) p->latency = v;
+            if (k == 4 && host) p->mem_bw = v;
+            if (k == 5 && host) p->flops = v;
+        }
+    }
+    sr_free(copy);
+    return rc;
+}
+
 /* Everything the command holds, freed in one place. */
 typedef struct ctx {
     sr_checkpoint *ck;
@@ -160,7 +230,7 @@ static void print_perf(const char *kind, const sr_tier_perf *p)
 }
 
 static void print_text(const opts *o, const ctx *c, const sr_run_shape *shape,
-                       const sr_device_set *set, const sr_tier *tiers, int n_tiers)
+                       const sr_device_set *set, const sr_tier *tiers, int n_tiers, bool measured)
 {
     const sr_plan *p = &c->plan;
     const sr_unit_list *ul = &c->ul;
@@ -228,7 +298,8 @@ static void print_text(const opts *o, const ctx *c, const sr_run_shape *shape,
                "(never placed)\n");
     if (c->cat.lm_head_ignored)
         printf("note      the stored lm_head.weight is ignored (tied): never placed\n");
-    printf("time model (stated parameters, not measured)\n");
+    printf("time model (%s%s)\n", measured ? "host bandwidth measured; " : "",
+           o->perf ? "--perf applied, the rest stated" : "stated parameters; see --perf");
     bool sim = set->n_gpu && set->gpu[0].kind == SR_DEV_SIM;
     if (set->n_gpu) print_perf(sim ? "sim" : "cuda", &tiers[0].perf);
     print_perf("cpu", &tiers[n_tiers - 1].perf);
@@ -334,6 +405,20 @@ int cmd_plan(int argc, char **argv)
     if (sr_tiers_build(&set, o.max_memory ? &mm : NULL, &dims, &shape, tiers, &n_tiers, &err))
         return fail(&c, &err);
 
+    bool measured = false;
+    if (o.measure) {
+        bw_result bw;
+        if (bw_measure(shape.threads, 3, &bw) == 0) {
+            tiers[n_tiers - 1].perf.mem_bw = bw.gbps * 1e9;
+            measured = true;
+        } else {
+            fprintf(stderr, "strata plan: --measure-host: could not allocate the probe buffer\n");
+        }
+    }
+    if (o.perf && apply_perf(o.perf, tiers, n_tiers)) {
+        ctx_free(&c);
+        return 2;
+    }
     sr_plan_request rq = {.units = c.ul.units, .n_units = c.ul.n, .tiers = tiers,
                           .n_tiers = n_tiers, .strategy = SR_STRATEGY_AUTO,
                           .host_exec = SR_EXEC_AUTO, .batch = o.batch, .prefetch = o.prefetch,
@@ -368,7 +453,7 @@ int cmd_plan(int argc, char **argv)
         fprintf(stderr, "strata plan: no accelerator (%s); planning for the host alone "
                 "(--devices sim:... simulates some)\n", why);
     if (o.json) print_json(&o, &c, &shape, tiers, n_tiers);
-    else print_text(&o, &c, &shape, &set, tiers, n_tiers);
+    else print_text(&o, &c, &shape, &set, tiers, n_tiers, measured);
     ctx_free(&c);
     return 0;
 }

@@ -1,0 +1,76 @@
+/* Execution of a plan: every unit runs on its tier through the device
+ * interface, with the activations hopping at unit boundaries.
+ *
+ * At creation each unit's STORED tensor bytes are copied onto the tier the
+ * plan gave it (packed by element size, so the buffer is exactly the planned
+ * bytes), and its weight descriptors are rebuilt to point there.  What the
+ * model derived from them at load (f32 norms and LoRA stacks, reconstructed
+ * double-quant scales, RoPE frequencies) is copied onto the tier that runs
+ * the unit and reported separately as `derived` bytes.  A tied head on the
+ * embedding's tier reads the embedding's buffer; elsewhere it has its own
+ * copy (as planned).
+ *
+ * Per tier that runs units: the KV blocks of its layers, the activations,
+ * the per-token step data (adapter index, RoPE position, hiding bits, token
+ * ids) and the per-position hiding bits, sent from the host every step: the
+ * adapter metadata always lives where the unit runs (derived checkpoint
+ * buffers are never used).
+ *
+ * Streamed layers: their stored bytes sit in host memory; each step they are
+ * copied into the staging slots of the streaming accelerator (layer j of the
+ * streamed sequence always uses slot j % slots, the copy of layer j+prefetch
+ * issued before layer j runs), so the bytes copied per step equal the plan's
+ * stream.bytes_per_token.  On cpu and sim every copy completes in its call;
+ * the same sequence of copies, event records and waits drives CUDA streams.
+ *
+ * With the same kernels on the same bytes, logits are bit-identical to the
+ * single-tier CPU run (sr_forward). */
+#ifndef SR_OFFLOAD_EXEC_H
+#define SR_OFFLOAD_EXEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "offload/device.h"
+#include "offload/planner.h"
+#include "offload/units.h"
+#include "runtime/forward.h"
+
+typedef struct sr_offload sr_offload;
+
+typedef struct sr_offload_stats {
+    /* bytes held per tier (index = plan tier) */
+    uint64_t stored[SR_MAX_DEVICES + 1];    /* unit weights as stored (= plan weights) */
+    uint64_t kv[SR_MAX_DEVICES + 1];        /* KV blocks (= plan kv) */
+    uint64_t staging[SR_MAX_DEVICES + 1];   /* streaming slots (= plan staging) */
+    uint64_t derived[SR_MAX_DEVICES + 1];   /* load-time conversions (not in the plan) */
+    uint64_t scratch[SR_MAX_DEVICES + 1];   /* activations, step data, logits (reserve) */
+    /* bytes moved since the last reset */
+    uint64_t streamed;                      /* weights copied into staging slots */
+    uint64_t activations;                   /* hops between tiers */
+    uint64_t metadata;                      /* step data + hiding bits sent to tiers */
+    uint64_t logits;                        /* logits brought back to the caller */
+    uint64_t steps;                         /* forward passes (chunks) run */
+} sr_offload_stats;
+
+/* `ul` must be the units of m's own catalogue (sr_units_from_catalog on
+ * m->cat) in the plan's order; `devs` supplies a device per plan tier
+ * (accelerator t = devs->gpu[t], the host = devs->host); their budgets are
+ * enforced (a sim device holds at most its stated memory).  ctx: positions
+ * per sequence.  The host sequence state comes from sr_seq_create (see
+ * the note in exec.c). */
+int sr_offload_create(const sr_model *m, const sr_plan *plan, const sr_unit_list *ul,
+                      sr_device_set *devs, int64_t ctx, sr_offload **out, sr_error *err);
+void sr_offload_free(sr_offload *o);
+
+/* As sr_forward: T new tokens, logits of the last ([V]) or of all ([T][V]). */
+int sr_offload_forward(sr_offload *o, const int32_t *tokens, int64_t T, float *logits,
+                       bool all_logits, sr_error *err);
+/* Forgets the sequence (keeps every allocation). */
+void sr_offload_reset(sr_offload *o);
+
+const sr_offload_stats *sr_offload_get_stats(const sr_offload *o);
+/* Zeroes the moved-byte counters (and the devices' own). */
+void sr_offload_reset_moved(sr_offload *o);
+
+#endif

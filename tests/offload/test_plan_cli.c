@@ -1,0 +1,243 @@
+/* `strata plan` end to end on the golden models with simulated devices:
+ * the table, the JSON, --save-device-map / --device-map round trip, the
+ * derived adapter keys never placed, and the failures with their messages. */
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <sys/wait.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "test_util.h"
+
+typedef struct run_result {
+    int rc;
+    char *out, *err;
+} run_result;
+
+/* Runs `strata plan ARGS`; stdout and stderr captured separately. */
+static run_result plan(const char *fmt, ...)
+{
+    char args[2048], cmd[4096], out_path[512], err_path[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(out_path, sizeof out_path, "%s/out.txt", test_tmpdir());
+    snprintf(err_path, sizeof err_path, "%s/err.txt", test_tmpdir());
+    const char *exe = getenv("STRATA_EXE");
+    assert_non_null(exe);
+    snprintf(cmd, sizeof cmd, "'%s' plan %s >'%s' 2>'%s'", exe, args, out_path, err_path);
+    int st = system(cmd);
+    run_result r = {.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1};
+    r.out = test_read_file(out_path, NULL);
+    r.err = test_read_file(err_path, NULL);
+    assert_non_null(r.out);
+    assert_non_null(r.err);
+    return r;
+}
+
+static void done(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static void expect_in(const char *text, const char *what)
+{
+    if (!strstr(text, what)) fail_msg("output lacks '%s':\n%s", what, text);
+}
+
+static void test_table(void **state)
+{
+    (void)state;
+    run_result r = plan("--model '%s' --devices sim:2x4MiB --max-memory cpu=64MiB --ctx 64",
+                        test_data("model/switch-3a"));
+    if (r.rc) fail_msg("rc %d: %s", r.rc, r.err);
+    static const char *want[] = {"model.embed_tokens", "model.layers.2", "lm_head", "sim:1",
+                                 "reserve", "workspace", "budget from", "per tier", "streaming",
+                                 "predicted", "tokens/s", "ctx 64, batch 1", "shares the embedding",
+                                 "time model", "balanced: in sim:0's share"};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) expect_in(r.out, want[i]);
+    done(&r);
+}
+
+static json_t *plan_json(const char *args_fmt, const char *model, const char *extra)
+{
+    char args[1024];
+    snprintf(args, sizeof args, args_fmt, model);
+    run_result r = plan("%s %s --json", args, extra ? extra : "");
+    if (r.rc) fail_msg("rc %d: %s", r.rc, r.err);
+    json_error_t je;
+    json_t *j = json_loads(r.out, 0, &je);
+    if (!j) fail_msg("bad JSON (%s): %s", je.text, r.out);
+    done(&r);
+    return j;
+}
+
+static void check_json_plan(json_t *j, int n_units)
+{
+    json_t *units = json_object_get(j, "units"), *tiers = json_object_get(j, "tiers");
+    assert_int_equal(json_array_size(units), n_units);
+    size_t i;
+    json_t *t;
+    long long weights = 0, unit_weights = 0;
+    json_array_foreach(tiers, i, t) {
+        long long total = json_integer_value(json_object_get(t, "total"));
+        long long budget = json_integer_value(json_object_get(t, "budget"));
+        assert_true(total <= budget);
+        weights += json_integer_value(json_object_get(t, "weights"));
+    }
+    json_t *u;
+    json_array_foreach(units, i, u) {
+        const char *tier = json_string_value(json_object_get(u, "tier"));
+        bool found = false;
+        size_t k;
+        json_array_foreach(tiers, k, t)
+            found |= !strcmp(tier, json_string_value(json_object_get(t, "name")));
+        assert_true(found);
+        unit_weights += json_integer_value(json_object_get(u, "weight_bytes"));
+        assert_true(strlen(json_string_value(json_object_get(u, "reason"))) > 0);
+    }
+    assert_true(weights == unit_weights);
+    assert_true(json_real_value(json_object_get(j, "tokens_per_s")) > 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "derived_keys_placed")), 0);
+}
+
+static void test_json_and_round_trip(void **state)
+{
+    (void)state;
+    char map[512];
+    snprintf(map, sizeof map, "--save-device-map '%s/map.json'", test_tmpdir());
+    json_t *a = plan_json("--model '%s' --devices sim:3x1MiB --strategy sequential --ctx 32",
+                          test_data("model/granite-dense"), map);
+    check_json_plan(a, 5);
+    assert_string_equal(json_string_value(json_object_get(a, "strategy")), "sequential");
+    snprintf(map, sizeof map, "--device-map '%s/map.json'", test_tmpdir());
+    json_t *b = plan_json("--model '%s' --devices sim:3x1MiB --ctx 32",
+                          test_data("model/granite-dense"), map);
+    check_json_plan(b, 5);
+    assert_string_equal(json_string_value(json_object_get(b, "strategy")), "map");
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(json_object_get(a, "units"), i), "tier")),
+            json_string_value(json_object_get(json_array_get(json_object_get(b, "units"), i), "tier")));
+    json_decref(a);
+    json_decref(b);
+}
+
+static void test_derived_keys_never_placed(void **state)
+{
+    (void)state;
+    json_t *j = plan_json("--model '%s' --devices sim:2x2MiB --ctx 32",
+                          test_data("model/switch-3a-with-buffers"), NULL);
+    check_json_plan(j, 5);
+    assert_int_equal(json_integer_value(json_object_get(j, "derived_keys_ignored")), 3);
+    char *dump = json_dumps(j, 0);
+    assert_null(strstr(dump, "adapter_token_ids"));
+    assert_null(strstr(dump, "token_to_group_mask"));
+    free(dump);
+    json_decref(j);
+    run_result r = plan("--model '%s' --devices sim:2x2MiB --ctx 32",
+                        test_data("model/switch-3a-with-buffers"));
+    assert_int_equal(r.rc, 0);
+    expect_in(r.out, "3 derived adapter keys in the checkpoint: never placed");
+    done(&r);
+}
+
+static void test_streaming_plan(void **state)
+{
+    (void)state;
+    run_result r = plan("--model '%s' --devices sim:1x600KiB --max-memory cpu=64MiB --ctx 16 "
+                        "--host-exec stream", test_data("model/switch-3a"));
+    if (r.rc) fail_msg("rc %d: %s", r.rc, r.err);
+    expect_in(r.out, "streaming 3 layers through sim:0");
+    expect_in(r.out, "stream>sim:0");
+    expect_in(r.out, "requested: host layers stream through sim:0");
+    done(&r);
+    r = plan("--model '%s' --devices sim:1x600KiB --max-memory cpu=64MiB --ctx 16 "
+             "--host-exec cpu", test_data("model/switch-3a"));
+    assert_int_equal(r.rc, 0);
+    expect_in(r.out, "streaming none");
+    done(&r);
+    /* the time model decides auto, and its parameters can be given */
+    r = plan("--model '%s' --devices sim:1x600KiB --max-memory cpu=64MiB --ctx 16",
+             test_data("model/switch-3a"));
+    assert_int_equal(r.rc, 0);
+    expect_in(r.out, "auto: host layers stream through sim:0");
+    done(&r);
+    r = plan("--model '%s' --devices sim:1x600KiB --max-memory cpu=64MiB --ctx 16 "
+             "--perf link=1G,cpu_bw=50GB/s,latency=5us", test_data("model/switch-3a"));
+    assert_int_equal(r.rc, 0);
+    expect_in(r.out, "auto: host layers run on the CPU");
+    expect_in(r.out, "1.0 GB/s host link, 5 us");
+    expect_in(r.out, "--perf applied");
+    done(&r);
+    r = plan("--model '%s' --perf warp=9", test_data("model/switch-3a"));
+    assert_int_equal(r.rc, 2);
+    expect_in(r.err, "unknown key");
+    done(&r);
+}
+
+static void test_failures(void **state)
+{
+    (void)state;
+    run_result r = plan("--model '%s' --devices sim:1x100KiB --max-memory cpu=600KiB --ctx 16",
+                        test_data("model/switch-3a"));
+    assert_int_equal(r.rc, 1);
+    expect_in(r.err, "fits on no tier");
+    expect_in(r.err, "--max-memory");
+    assert_int_equal(r.out[0], 0);
+    done(&r);
+
+    char path[512];
+    snprintf(path, sizeof path, "%s/disk.json", test_tmpdir());
+    static const char disk[] = "{\"model\": 0, \"lm_head\": \"disk\"}";
+    assert_int_equal(test_write_file(path, disk, sizeof disk - 1), 0);
+    r = plan("--model '%s' --devices sim:1x4MiB --device-map '%s'", test_data("model/switch-3a"),
+             path);
+    assert_int_equal(r.rc, 1);
+    expect_in(r.err, "does not offload to disk");
+    done(&r);
+
+    r = plan("--model '%s' --max-memory disk=1GiB", test_data("model/switch-3a"));
+    assert_int_equal(r.rc, 1);
+    expect_in(r.err, "'disk'");
+    done(&r);
+
+    r = plan("--model '%s' --devices sim:1x4MiB --max-memory 1=1GiB",
+             test_data("model/switch-3a"));
+    assert_int_equal(r.rc, 1);
+    expect_in(r.err, "accelerator 1 does not exist");
+    done(&r);
+
+    r = plan("--model '%s' --strategy fastest", test_data("model/switch-3a"));
+    assert_int_equal(r.rc, 2);
+    expect_in(r.err, "--strategy fastest");
+    done(&r);
+    r = plan("--devices sim:1x4MiB");
+    assert_int_equal(r.rc, 2);
+    expect_in(r.err, "--model DIR is required");
+    done(&r);
+    r = plan("--model '%s' --strategy balanced --device-map x.json", test_data("model/switch-3a"));
+    assert_int_equal(r.rc, 2);
+    done(&r);
+    r = plan("--model /nonexistent/model");
+    assert_int_equal(r.rc, 1);
+    expect_in(r.err, "/nonexistent/model");
+    done(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_json_and_round_trip),
+        cmocka_unit_test(test_derived_keys_never_placed),
+        cmocka_unit_test(test_streaming_plan),
+        cmocka_unit_test(test_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
