@@ -66,3 +66,21 @@ done:
     sr_sampler_free(&smp);
     return rc;
 }
+
+int sr_seq_truncate(sr_seq *s, int64_t len, sr_error *err)
+{
+    if (len < 0 || len > s->len)
+        return sr_fail(err, "cannot keep %lld positions of a sequence of %lld", (long long)len,
+                       (long long)s->len);
+    const sr_config *c = &s->m->cfg;
+    sr_switch_state sw;
+    sr_switch_reset(&sw);
+    for (int64_t p = 0; p < len; p++) {
+        int idx = c->gen == SR_GEN_NONE ? -1 : sr_config_control_index(c, s->tokens[p]);
+        bool overflow = false;
+        (void)sr_switch_step(&s->m->sw, &sw, idx, &overflow);   /* overflow was refused at feed */
+    }
+    s->sw = sw;
+    s->len = len;
+    return 0;
+}

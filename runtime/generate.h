@@ -30,4 +30,11 @@ typedef struct sr_gen_stats {
 int sr_generate(sr_seq *s, const int32_t *prompt, int64_t n_prompt, const sr_gen_opts *opts,
                 int32_t *out, int64_t *n_out, sr_gen_stats *stats, sr_error *err);
 
+/* Keeps the first `len` cached positions and forgets the rest, so a request
+ * that shares a prefix with the cached one (an aLoRA follow-up, the next chat
+ * turn) feeds only what differs.  The switch state is replayed from the kept
+ * token ids (integer counters, no compute); K/V and Mem bits of kept
+ * positions do not depend on later ones.  Fails if len > s->len. */
+int sr_seq_truncate(sr_seq *s, int64_t len, sr_error *err);
+
 #endif

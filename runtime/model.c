@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "quant/bnb4.h"
 #include "quant/qload.h"
 #include "runtime/alloc.h"
 #include "runtime/kv_cache.h"
@@ -48,18 +49,11 @@ static int check_shape(const sr_tensor *t, int ndim, const int64_t *shape, sr_er
 
 static int is_float_dtype(sr_dtype d) { return d == SR_F32 || d == SR_BF16 || d == SR_F16; }
 
-/* n elements of t starting at element `off`, converted to f32. */
+/* n elements of t starting at element `off`, converted to f32.  Tensor data
+ * need not be aligned (a safetensors file only guarantees byte offsets). */
 static void convert_f32(const sr_tensor *t, int64_t off, int64_t n, float *dst)
 {
-    if (t->dtype == SR_F32) {
-        memcpy(dst, (const float *)t->data + off, sizeof(float) * (size_t)n);
-    } else if (t->dtype == SR_BF16) {
-        const uint16_t *s = (const uint16_t *)t->data + off;
-        for (int64_t i = 0; i < n; i++) dst[i] = sr_bf16_to_f32(s[i]);
-    } else {
-        const uint16_t *s = (const uint16_t *)t->data + off;
-        for (int64_t i = 0; i < n; i++) dst[i] = sr_f16_to_f32(s[i]);
-    }
+    sr_load_f32((const char *)t->data + (size_t)off * sr_dtype_size(t->dtype), t->dtype, n, dst);
 }
 
 static int check_finite_f32(const sr_tensor *t, const float *x, int64_t n, sr_error *err)

@@ -11,6 +11,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_adapters(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
@@ -19,5 +20,6 @@ int cmd_dequantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int bench_quant(int argc, char **argv);
 int bench_tokenize(int argc, char **argv);
+int bench_run(int argc, char **argv);
 
 #endif

@@ -10,7 +10,8 @@ static const struct command {
     const char *help;
 } commands[] = {
     {"logits", cmd_logits, "write the raw logits of a token sequence (full or prefill + decode)"},
-    {"run", cmd_run, "generate tokens after a prompt of token ids (greedy or sampled)"},
+    {"run", cmd_run, "generate text (chat format, adapters, --chat) or token ids after a prompt"},
+    {"adapters", cmd_adapters, "list a Granite Switch model's adapters: kind, rank, control token"},
     {"inspect", cmd_inspect, "describe a checkpoint (architecture, adapters, tensors, bytes)"},
     {"plan", cmd_plan, "where each unit would go over GPUs / sim devices / host, before loading"},
     {"tokenize", cmd_tokenize, "text -> token ids with the model's tokenizer.json"},

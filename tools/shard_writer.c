@@ -33,12 +33,25 @@ typedef struct sw_item {
     uint64_t begin, end;
 } sw_item;
 
+/* A tensor held back to the end of the shard (see sw_add). */
+typedef struct sw_deferred {
+    char *name;
+    sr_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+    void *data;
+    uint64_t nbytes;
+} sw_deferred;
+
 struct sw_shard {
     char *path;
     FILE *f;
     uint64_t reserve, data_len;
     sw_item *items;
     size_t n, cap;
+    sw_deferred *def;
+    size_t n_def, cap_def;
+    uint64_t def_bytes;
 };
 
 uint64_t sw_entry_bound(const char *name, int ndim)
@@ -71,10 +84,70 @@ int sw_open(const char *path, uint64_t header_reserve, sw_shard **out, sr_error 
     return 0;
 }
 
+static int add_now(sw_shard *w, const char *name, sr_dtype dtype, int ndim, const int64_t *shape,
+                   const void *data, uint64_t nbytes, sr_error *err);
+
+/* Keeps every tensor's data aligned to its element size (8 bytes at the
+ * least) so readers can use it in place: a tensor whose size is not a
+ * multiple of 8 (a quant_state JSON, a weight_format byte, odd absmax
+ * counts) is held back and written at the end of the shard, largest
+ * elements first.  Only small tensors are held back; memory stays bounded. */
+#define SW_DEFER_MAX (16u << 20)
+
 int sw_add(sw_shard *w, const char *name, sr_dtype dtype, int ndim, const int64_t *shape,
            const void *data, uint64_t nbytes, sr_error *err)
 {
     if (ndim < 0 || ndim > 8) return sr_fail(err, "%s: tensor '%s': rank %d", w->path, name, ndim);
+    if (nbytes % 8 == 0 || nbytes > SW_DEFER_MAX || w->def_bytes + nbytes > 8 * SW_DEFER_MAX)
+        return add_now(w, name, dtype, ndim, shape, data, nbytes, err);
+    if (w->n_def == w->cap_def) {
+        size_t nc = w->cap_def ? 2 * w->cap_def : 64;
+        sw_deferred *nd = sr_realloc(w->def, nc * sizeof *nd);
+        if (!nd) return sr_fail(err, "%s: out of memory", w->path);
+        w->def = nd;
+        w->cap_def = nc;
+    }
+    sw_deferred *d = &w->def[w->n_def];
+    memset(d, 0, sizeof *d);
+    d->name = sr_strdup(name);
+    d->data = sr_malloc(nbytes);
+    if (!d->name || !d->data) {
+        sr_free(d->name);
+        sr_free(d->data);
+        return sr_fail(err, "%s: out of memory", w->path);
+    }
+    memcpy(d->data, data, nbytes);
+    d->dtype = dtype;
+    d->ndim = ndim;
+    for (int i = 0; i < ndim; i++) d->shape[i] = shape[i];
+    d->nbytes = nbytes;
+    w->n_def++;
+    w->def_bytes += nbytes;
+    return 0;
+}
+
+static int cmp_deferred(const void *a, const void *b)
+{
+    const sw_deferred *x = a, *y = b;
+    size_t sx = sr_dtype_size(x->dtype), sy = sr_dtype_size(y->dtype);
+    if (sx != sy) return sx > sy ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static void free_deferred(sw_shard *w)
+{
+    for (size_t i = 0; i < w->n_def; i++) {
+        sr_free(w->def[i].name);
+        sr_free(w->def[i].data);
+    }
+    sr_free(w->def);
+    w->def = NULL;
+    w->n_def = 0;
+}
+
+static int add_now(sw_shard *w, const char *name, sr_dtype dtype, int ndim, const int64_t *shape,
+                   const void *data, uint64_t nbytes, sr_error *err)
+{
     if (w->n == w->cap) {
         size_t nc = w->cap ? 2 * w->cap : 64;
         sw_item *ni = sr_realloc(w->items, nc * sizeof *ni);
@@ -101,6 +174,7 @@ static void free_items(sw_shard *w)
 {
     for (size_t i = 0; i < w->n; i++) sr_free(w->items[i].name);
     sr_free(w->items);
+    free_deferred(w);
 }
 
 void sw_abort(sw_shard *w)
@@ -115,9 +189,17 @@ void sw_abort(sw_shard *w)
 
 int sw_finish(sw_shard *w, uint64_t *total_bytes, sr_error *err)
 {
-    json_t *h = json_object(), *meta = json_pack("{s:s}", "format", "pt");
+    json_t *h = NULL, *meta = NULL;
     int rc = -1;
     char *txt = NULL;
+    qsort(w->def, w->n_def, sizeof *w->def, cmp_deferred);
+    for (size_t i = 0; i < w->n_def; i++) {
+        const sw_deferred *d = &w->def[i];
+        if (add_now(w, d->name, d->dtype, d->ndim, d->shape, d->data, d->nbytes, err)) goto out;
+    }
+    free_deferred(w);
+    h = json_object();
+    meta = json_pack("{s:s}", "format", "pt");
     if (!h || !meta) { sr_fail(err, "%s: out of memory", w->path); goto out; }
     json_object_set_new(h, "__metadata__", meta);
     meta = NULL;
