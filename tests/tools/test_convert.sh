@@ -136,7 +136,19 @@ check "only .zst shards written" [ -z "$(ls "$TMP/z"/*.safetensors 2>/dev/null)"
 "$STRATA_EXE" logits --model "$TMP/q" --tokens $TOK --out "$TMP/lq2.bin" 2>/dev/null
 check "zstd shards give identical logits" cmp -s "$TMP/lz.bin" "$TMP/lq2.bin"
 
-# 5. SIGKILL at random points: OUT_DIR never appears half-written; input untouched.
+# 5. Truncated / corrupt input shards: refused, naming the shard and the tensor
+mkdir -p "$TMP/trunc"
+cp "$M/switch-3a/config.json" "$TMP/trunc/"
+head -c -100 "$M/switch-3a/model.safetensors" >"$TMP/trunc/model.safetensors"
+"$STRATA_EXE" convert "$TMP/trunc" "$TMP/trunc-out" --quant nf4 2>"$TMP/err"; rc=$?
+check "truncated shard refused" [ $rc -ne 0 ] && [ ! -e "$TMP/trunc-out" ]
+check "error names the shard and a tensor" grep -q "model.safetensors: tensor '" "$TMP/err"
+cp "$M/switch-3a/model.safetensors" "$TMP/trunc/model.safetensors"
+printf 'XXXX' | dd of="$TMP/trunc/model.safetensors" bs=1 seek=20 conv=notrunc 2>/dev/null
+"$STRATA_EXE" convert "$TMP/trunc" "$TMP/trunc-out" --quant nf4 2>"$TMP/err"; rc=$?
+check "corrupt header refused, naming the shard" [ $rc -ne 0 ] && contains "$TMP/err" "model.safetensors: header"
+
+# 6. SIGKILL at random points: OUT_DIR never appears half-written; input untouched.
 "$STRATA_EXE" synth --like small --seed 7 "$TMP/small" 2>/dev/null
 sum_before=$(cat "$TMP/small"/* | md5sum)
 ok=1
