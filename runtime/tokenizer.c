@@ -40,6 +40,41 @@ static int is_white_space(uint32_t c)
            c == 0x205F || c == 0x3000;
 }
 
+/* Byte length of the well-formed white-space character s[0..len), or 0. */
+static size_t white_space_len(const unsigned char *s, size_t len)
+{
+    size_t l;
+    if (!len || tok_utf8_valid_prefix(s, len) < len) return 0;
+    uint32_t c = decode_cp(s, len, &l);
+    return l == len && is_white_space(c) ? len : 0;
+}
+
+/* Length of the white space that ends at s[n] (exclusive), not before s[lo]. */
+static size_t white_space_before(const unsigned char *s, size_t lo, size_t n)
+{
+    size_t end = n;
+    while (end > lo) {
+        size_t got = 0;
+        for (size_t l = 1; l <= 3 && l <= end - lo && !got; l++) got = white_space_len(s + end - l, l);
+        if (!got) break;
+        end -= got;
+    }
+    return n - end;
+}
+
+/* Length of the white space that starts at s[0], within s[0..n). */
+static size_t white_space_after(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t got = 0;
+        for (size_t l = 1; l <= 3 && l <= n - i && !got; l++) got = white_space_len(s + i, l);
+        if (!got) break;
+        i += got;
+    }
+    return i;
+}
+
 static int is_word_char(tok_work *w, const unsigned char *s, size_t n)
 {
     if (tok_work_regex_setup(w)) return 0;
@@ -67,6 +102,15 @@ static void encode_pass(tok_work *w, int pass, const char *s, size_t n)
     }
     size_t done = 0, i = 0;
     while (i < n && !w->failed) {
+        /* skip to the next byte that can start an added token */
+        if (set->only_first >= 0) {
+            const char *p = memchr(s + i, set->only_first, n - i);
+            if (!p) break;
+            i = (size_t)(p - s);
+        } else {
+            while (i < n && set->start[u[i]] == set->start[u[i] + 1]) i++;
+            if (i == n) break;
+        }
         uint32_t a = set->start[u[i]], b = set->start[u[i] + 1];
         const tok_added *best = NULL;
         for (uint32_t j = a; j < b; j++) {
@@ -94,17 +138,8 @@ static void encode_pass(tok_work *w, int pass, const char *s, size_t n)
                 if (is_word_char(w, u + stop, len)) continue;
             }
         }
-        if (best->lstrip) {
-            while (start > done) {
-                size_t k = last_char_start(u, start), len;
-                if (!is_white_space(decode_cp(u + k, start - k, &len))) break;
-                start = k;
-            }
-        }
-        if (best->rstrip) {
-            size_t len;
-            while (stop < n && is_white_space(decode_cp(u + stop, n - stop, &len))) stop += len;
-        }
+        if (best->lstrip) start -= white_space_before(u, done, start);
+        if (best->rstrip) stop += white_space_after(u + stop, n - stop);
         encode_span(w, pass, s + done, start - done);
         tok_work_push(w, &best->id, 1);
         done = stop;
@@ -156,6 +191,7 @@ int sr_detokenize(const sr_tokenizer *tok, const int32_t *ids, size_t n, int ski
     *text = NULL;
     if (len) *len = 0;
     if (!tok) return sr_fail(err, "detokenize: no tokenizer");
+    if (!ids && n) return sr_fail(err, "tokenizer %s: NULL ids", tok->name);
     int joined = !tok->decoder_byte_level; /* no decoder: tokens joined by spaces */
     size_t raw_n = 0, kept = 0;
     for (size_t i = 0; i < n; i++) {

@@ -8,7 +8,9 @@
  *                   Split (Regex or String pattern; behavior Removed |
  *                   Isolated | MergedWithPrevious | MergedWithNext |
  *                   Contiguous; invert) steps followed by a final ByteLevel,
- *                   as a Sequence
+ *                   as a Sequence.  Regexes run on PCRE2 (UTF, UCP, JIT),
+ *                   with \s and \S meaning Unicode White_Space as in the
+ *                   reference's Oniguruma (PCRE2 alone also counts U+180E)
  *   model           BPE: vocab, merges as "a b" strings or [a, b] arrays,
  *                   unk_token / fuse_unk, ignore_merges
  *   added_tokens    matched on the raw text before pre-tokenization
@@ -19,10 +21,12 @@
  *
  * Ids are int32_t.  Text is UTF-8 with an explicit length (it may contain NUL).
  * Ill-formed UTF-8 in the input is not rejected: each maximal run of invalid
- * bytes becomes a pre-token of its own and is encoded byte by byte, so the
- * concatenated sr_tokenizer_token_bytes() of the ids give back the input
- * exactly (sr_detokenize() itself, like the reference, replaces ill-formed
- * sequences with U+FFFD).
+ * bytes becomes a pre-token of its own (the regex never sees it) and goes
+ * through BPE as raw bytes, so the concatenated sr_tokenizer_token_bytes() of
+ * the ids give back the input exactly when the vocabulary holds all 256
+ * bytes (bytes it lacks are dropped, as the reference drops them).
+ * sr_detokenize() itself, like the reference, replaces ill-formed sequences
+ * with U+FFFD.
  *
  * Thread safety: a loaded tokenizer is read-only except for its BPE cache,
  * which is shared by all callers and protected by striped mutexes, so any

@@ -32,8 +32,16 @@ uint64_t tok_hash(const void *p, size_t n)
         s += 8;
         n -= 8;
     }
+    /* the last 0..7 bytes without a byte-wise copy (store forwarding) */
     uint64_t v = 0;
-    memcpy(&v, s, n);
+    if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, s, 4);
+        memcpy(&hi, s + n - 4, 4);
+        v = (uint64_t)hi << 32 | lo;
+    } else if (n) {
+        v = (uint64_t)s[0] << 16 | (uint64_t)s[n >> 1] << 8 | s[n - 1];
+    }
     return mix64(h ^ v);
 }
 

@@ -38,6 +38,7 @@ typedef struct tok_added {
 typedef struct tok_added_set {
     uint32_t *idx;
     uint32_t start[257];
+    int only_first; /* the one byte every token starts with (memchr), or -1 */
 } tok_added_set;
 
 enum tok_split_kind { TOK_SPLIT_NONE, TOK_SPLIT_REGEX, TOK_SPLIT_LITERAL };
@@ -53,6 +54,7 @@ enum tok_behavior {
 typedef struct tok_step {
     int kind;     /* tok_split_kind */
     pcre2_code *re;
+    int jit; /* re was JIT-compiled: pcre2_jit_match() may be used */
     char *literal;
     size_t literal_len;
     int behavior; /* tok_behavior */

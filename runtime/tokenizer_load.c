@@ -13,7 +13,7 @@
 
 /* Ids above this are refused (a corrupt file must not make us allocate
  * gigabytes of entries). */
-#define TOK_MAX_ID (1 << 24)
+#define TOK_MAX_ID (1 << 22)
 
 /* The regex ByteLevel applies when use_regex is true (GPT-2's). */
 static const char gpt2_pattern[] =
@@ -301,6 +301,10 @@ static int build_sets(sr_tokenizer *tok, sr_error *err)
         for (size_t i = 0; i < tok->n_added; i++)
             if (tok->added[i].normalized == pass)
                 count[(unsigned char)tok->strings[tok->added[i].off] + 1]++;
+        set->only_first = -1;
+        for (int b = 0, kinds = 0; b < 256; b++)
+            if (count[b + 1] && kinds++ == 0) set->only_first = b;
+            else if (count[b + 1]) set->only_first = -1;
         for (int b = 0; b < 256; b++) count[b + 1] += count[b];
         memcpy(set->start, count, sizeof count);
         for (size_t i = 0; i < tok->n_added; i++)
@@ -312,22 +316,86 @@ static int build_sets(sr_tokenizer *tok, sr_error *err)
 
 /* ---- pre-tokenizer ---------------------------------------------------------------------------- */
 
+/* Unicode White_Space, which is what \s means to the reference's regex engine
+ * (Oniguruma).  PCRE2's \s also takes U+180E, which left White_Space in
+ * Unicode 6.3. */
+static const char white_space_class[] =
+    "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}"
+    "\\x{202F}\\x{205F}\\x{3000}";
+
+/* The pattern with \s and \S spelled out as white_space_class (inside a
+ * character class for \s, a class of its own otherwise).  Returns the
+ * pattern unchanged (a copy) when it holds constructs this does not follow:
+ * \Q..\E quoting, \S inside a class, [ inside a class. */
+static char *spell_out_spaces(const char *pat, size_t len, size_t *out_len)
+{
+    size_t wl = sizeof white_space_class - 1, cap = len + 1, k = 0;
+    for (size_t i = 0; i + 1 < len; i++)
+        if (pat[i] == '\\') cap += wl + 4, i++;
+    char *out = sr_malloc(cap);
+    if (!out) return NULL;
+    int in_class = 0, plain = 0;
+    for (size_t i = 0; i < len && !plain; i++) {
+        char c = pat[i];
+        if (c == '\\' && i + 1 < len) {
+            char e = pat[++i];
+            if (e == 'Q' || (e == 'S' && in_class)) plain = 1;
+            else if (e == 's' || e == 'S') {
+                if (!in_class) out[k++] = '[';
+                if (e == 'S') out[k++] = '^';
+                memcpy(out + k, white_space_class, wl);
+                k += wl;
+                if (!in_class) out[k++] = ']';
+            } else {
+                out[k++] = c;
+                out[k++] = e;
+            }
+            continue;
+        }
+        if (!in_class && c == '[') {
+            in_class = 1;
+            out[k++] = c;
+            if (i + 1 < len && pat[i + 1] == '^') out[k++] = pat[++i];
+            if (i + 1 < len && pat[i + 1] == ']') out[k++] = pat[++i]; /* a literal ] */
+            continue;
+        }
+        if (in_class && c == '[') plain = 1; /* POSIX [:name:] or nesting: not followed */
+        if (in_class && c == ']') in_class = 0;
+        out[k++] = c;
+    }
+    if (plain) {
+        memcpy(out, pat, len);
+        k = len;
+    }
+    out[k] = 0;
+    *out_len = k;
+    return out;
+}
+
 static int compile_step_regex(sr_tokenizer *tok, tok_step *st, const char *pat, size_t len,
                               const char *field, sr_error *err)
 {
     int ec;
     PCRE2_SIZE eo;
-    pcre2_compile_context *cc = pcre2_compile_context_create(tok->gctx);
-    if (!cc) return sr_fail(err, "%s: out of memory", field);
-    st->re = pcre2_compile((PCRE2_SPTR)pat, len, PCRE2_UTF | PCRE2_UCP, &ec, &eo, cc);
+    size_t plen;
+    char *spelled = spell_out_spaces(pat, len, &plen);
+    pcre2_compile_context *cc = spelled ? pcre2_compile_context_create(tok->gctx) : NULL;
+    if (!cc) {
+        sr_free(spelled);
+        return sr_fail(err, "%s: out of memory", field);
+    }
+    st->re = pcre2_compile((PCRE2_SPTR)spelled, plen, PCRE2_UTF | PCRE2_UCP, &ec, &eo, cc);
+    if (!st->re) /* report (or, should the rewrite be at fault, use) the file's own pattern */
+        st->re = pcre2_compile((PCRE2_SPTR)pat, len, PCRE2_UTF | PCRE2_UCP, &ec, &eo, cc);
     pcre2_compile_context_free(cc);
+    sr_free(spelled);
     if (!st->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);
         return sr_fail(err, "%s: regex does not compile at offset %zu: %s", field, (size_t)eo,
                        (const char *)msg);
     }
-    pcre2_jit_compile(st->re, PCRE2_JIT_COMPLETE); /* the interpreter is the fallback */
+    st->jit = pcre2_jit_compile(st->re, PCRE2_JIT_COMPLETE) == 0; /* else the interpreter */
     st->kind = TOK_SPLIT_REGEX;
     return 0;
 }

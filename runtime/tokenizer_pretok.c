@@ -188,11 +188,22 @@ int tok_work_regex_setup(tok_work *w)
     w->md = pcre2_match_data_create(4, tok->gctx);
     w->mctx = pcre2_match_context_create(tok->gctx);
     if (!w->md || !w->mctx) return sr_fail(w->err, "tokenizer %s: out of memory", tok->name);
-    /* a private JIT stack: the default 32 KiB is too small for very long
-     * whitespace runs, and the stack must not be shared between threads */
-    w->jit = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, tok->gctx);
-    if (w->jit) pcre2_jit_stack_assign(w->mctx, NULL, w->jit);
     return 0;
+}
+
+/* One regex match from `pos`; on a JIT stack overflow (the default is 32 KiB
+ * on the machine stack) retries once with a private 8 MiB stack. */
+static int regex_match(tok_work *w, const tok_step *st, const char *s, size_t n, size_t pos)
+{
+    for (;;) {
+        int rc = st->jit ? pcre2_jit_match(st->re, (PCRE2_SPTR)s, n, pos, 0, w->md, w->mctx)
+                         : pcre2_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, w->md,
+                                       w->mctx);
+        if (rc != PCRE2_ERROR_JIT_STACKLIMIT || w->jit) return rc;
+        w->jit = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, w->tok->gctx);
+        if (!w->jit) return rc;
+        pcre2_jit_stack_assign(w->mctx, NULL, w->jit);
+    }
 }
 
 /* Regex split of a well-formed UTF-8 run. */
@@ -201,7 +212,7 @@ static void split_regex_run(fold *f, const tok_step *st, const char *s, size_t n
     tok_work *w = f->w;
     PCRE2_SIZE pos = 0, last = 0;
     while (pos <= n && !w->failed) {
-        int rc = pcre2_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, w->md, w->mctx);
+        int rc = regex_match(w, st, s, n, pos);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];

@@ -2,7 +2,7 @@
  * from the command line.
  *
  *   strata tokenize (-m DIR | --tokenizer FILE) [--special | --no-special]
- *                   [--add-special] [--json] TEXT|-
+ *                   [--add-special] [--json] TEXT|-|-- -TEXT
  *   strata detokenize (-m DIR | --tokenizer FILE) --ids 1,2,3 [--skip-special] [--json]
  *
  * As the reference does by default, added and special tokens written in the
@@ -20,8 +20,9 @@
 static void usage_tokenize(FILE *f)
 {
     fprintf(f, "usage: strata tokenize (-m MODEL_DIR | --tokenizer FILE) [--special | --no-special]\n"
-               "                       [--add-special] [--json] TEXT|-\n"
-               "  TEXT is encoded as given (`-` reads stdin, every byte of it).\n"
+               "                       [--add-special] [--json] TEXT|-|-- TEXT\n"
+               "  TEXT is encoded as given (`-` reads stdin, every byte of it; `-- TEXT` for a\n"
+               "  TEXT that starts with '-').\n"
                "  --no-special   special tokens written in the text are plain text\n"
                "  --add-special  add the post-processor's BOS/EOS (if the file has any)\n"
                "  --json         {\"ids\": [...], \"tokens\": [...], \"pieces\": [...]}\n");
@@ -105,6 +106,7 @@ int cmd_tokenize(int argc, char **argv)
         else if (!strcmp(a, "--no-special")) flags |= SR_TOKENIZE_SPECIAL_AS_TEXT;
         else if (!strcmp(a, "--add-special")) flags |= SR_TOKENIZE_ADD_SPECIAL;
         else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--") && i + 1 < argc && !text) text = argv[++i];
         else if ((a[0] != '-' || !strcmp(a, "-")) && !text) text = a;
         else {
             fprintf(stderr, "strata tokenize: unexpected argument '%s'\n", a);
