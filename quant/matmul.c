@@ -6,9 +6,11 @@
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/gemm_bf16.h"
 #include "quant/matmul_kernels.h"
 #include "runtime/alloc.h"
 #include "runtime/dtype.h"
@@ -99,13 +101,13 @@ int sr_q4_decode_fits(const sr_qmatrix *w, int group)
 void sr_q4_permute_x(const float *x, int64_t n, int64_t ldx, int64_t cols, int group, float *xp)
 {
     int lanes = group / 8;
-    for (int64_t c = 0; c < n; c++)
-        for (int64_t g = 0; g < cols; g += group) {
-            const float *src = x + c * ldx + g;
-            float *dst = xp + c * cols + g;
-            for (int k = 0; k < 8; k++)
-                for (int d = 0; d < lanes; d++) dst[k * lanes + d] = src[8 * d + (k ^ 1)];
-        }
+    for (int64_t g = 0; g < cols; g += group)
+        for (int k = 0; k < 8; k++)
+            for (int64_t c = 0; c < n; c++) {
+                const float *src = x + c * ldx + g;
+                float *dst = xp + g * n + (k * n + c) * lanes;
+                for (int d = 0; d < lanes; d++) dst[d] = src[8 * d + (k ^ 1)];
+            }
 }
 
 /* Rows per unit of OpenMP work: a multiple of 16 keeps threads off each
@@ -119,7 +121,7 @@ static void zero_y(int64_t rows, int64_t n, float *y, int64_t ldy)
     for (int64_t c = 0; c < n; c++) memset(y + c * ldy, 0, (size_t)rows * sizeof(float));
 }
 
-/* Generic 4-bit decode: dequantize one row at a time into a per-thread
+/* Generic 4-bit decode: dequantize a few rows at a time into a per-thread
  * buffer, then a dense dot.  Handles blocks crossing rows, odd element
  * counts and partial blocks.  Returns -1 if the buffers cannot be had. */
 static int decode_rowwise(const sr_kernels *k, const sr_qmatrix *w, const float *x, int64_t n,
@@ -129,17 +131,19 @@ static int decode_rowwise(const sr_kernels *k, const sr_qmatrix *w, const float 
     int64_t rows = w->rows, cols = w->cols;
     int parallel = rows * cols >= PARALLEL_MIN_ELEMS && nt > 1;
     if (!parallel) nt = 1;
-    int64_t stride = (cols + 15) & ~(int64_t)15;
+    enum { TILE = 4 }; /* rows per dequantized tile: the dot kernels block rows */
+    int64_t stride = TILE * cols;
     float *buf = sr_malloc_aligned((size_t)nt * (size_t)stride * sizeof(float));
     if (!buf) return -1;
     int64_t nchunks = (rows + ROW_CHUNK - 1) / ROW_CHUNK;
 #pragma omp parallel for schedule(static) num_threads(nt) if (parallel)
     for (int64_t ch = 0; ch < nchunks; ch++) {
-        float *row = buf + (int64_t)omp_get_thread_num() * stride;
+        float *tile = buf + (int64_t)omp_get_thread_num() * stride;
         int64_t r1 = (ch + 1) * ROW_CHUNK < rows ? (ch + 1) * ROW_CHUNK : rows;
-        for (int64_t r = ch * ROW_CHUNK; r < r1; r++) {
-            k->dequant(w, r * cols, (r + 1) * cols, row);
-            k->dot_f32(row, cols, cols, x, n, ldx, y + r, ldy, 0, 1);
+        for (int64_t r = ch * ROW_CHUNK; r < r1; r += TILE) {
+            int64_t nr = r1 - r < TILE ? r1 - r : TILE;
+            k->dequant(w, r * cols, (r + nr) * cols, tile);
+            k->dot_f32(tile, cols, cols, x, n, ldx, y + r, ldy, 0, nr);
         }
     }
     sr_free_aligned(buf);
@@ -189,104 +193,86 @@ void sr_matmul_decode(const sr_qmatrix *w, const float *x, int64_t n, int64_t ld
         decode_block(k, w, x + c0 * ldx, n - c0 < 8 ? n - c0 : 8, ldx, y + c0 * ldy, ldy);
 }
 
-/* ---- prefill ---------------------------------------------------------- */
+/* ---- prefill ----------------------------------------------------------
+ *
+ * Each thread takes whole tiles of TILE_ROWS output rows; for every
+ * TILE_COLS-wide slice of the inner dimension it dequantizes the weights into
+ * its own f32 buffer (512 KiB: stays in L2) and calls sgemm, which OpenBLAS
+ * runs single-threaded inside an OpenMP region.  Measured on the 2-core
+ * Zen 4 dev VM (nf4, n = 512, 2560x8192 and 8192x2560): 98-102% of a
+ * threaded sgemm on f32 weights, where dequantizing a whole panel and letting
+ * OpenBLAS thread one big sgemm per panel reached only 67-70%. */
+enum { TILE_ROWS = 256, TILE_COLS = 512 };
 
-/* Elements of dequantized weight per panel: big enough that sgemm's own
- * packing dominates the call overhead, small enough to stay in L3. */
-#define PANEL_ELEMS ((int64_t)2 << 20)
-
-static int64_t panel_cols(int64_t rows, int64_t cols)
+/* Rows per tile: TILE_ROWS, or fewer so that every thread gets a tile. */
+static int64_t tile_rows(int64_t rows, int nt)
 {
-    int64_t tk = PANEL_ELEMS / rows;
-    tk = tk < 256 ? 256 : tk & ~(int64_t)63;
-    return tk < cols ? tk : cols;
-}
-
-/* Dequantize columns [k0, k0+kk) of every row into panel (rows x kk). */
-static void dequant_panel(const sr_kernels *k, const sr_qmatrix *w, int64_t k0, int64_t kk,
-                          float *panel)
-{
-    int64_t rows = w->rows, cols = w->cols;
-#pragma omp parallel for schedule(static) if (rows * kk >= PARALLEL_MIN_ELEMS)
-    for (int64_t r = 0; r < rows; r++)
-        k->dequant(w, r * cols + k0, r * cols + k0 + kk, panel + r * kk);
-}
-
-static void dequant_panel_bf16(const sr_kernels *k, const sr_qmatrix *w, int64_t k0, int64_t kk,
-                               float *scratch, int64_t scratch_stride, uint16_t *panel)
-{
-    int64_t rows = w->rows, cols = w->cols;
-#pragma omp parallel for schedule(static) if (rows * kk >= PARALLEL_MIN_ELEMS)
-    for (int64_t r = 0; r < rows; r++) {
-        float *tmp = scratch + (int64_t)omp_get_thread_num() * scratch_stride;
-        k->dequant(w, r * cols + k0, r * cols + k0 + kk, tmp);
-        k->to_bf16(tmp, kk, panel + r * kk);
-    }
+    int64_t per = (rows + nt - 1) / nt;
+    per = (per + 15) & ~(int64_t)15;
+    return per < TILE_ROWS ? per : TILE_ROWS;
 }
 
 /* cblas.h declares cblas_sbgemm, but OpenBLAS has it only when built with
  * BUILD_BFLOAT16 (Debian's 0.3.21 is not).  A weak reference keeps strata
- * linkable everywhere and lets the bf16 path run where the symbol exists. */
+ * linkable everywhere and lets the bf16 path run where the symbol exists;
+ * on CPUs with AVX512_BF16 strata's own kernel (quant/gemm_bf16.h) runs
+ * instead (measured at 2.2x a single-threaded sgemm on Zen 4). */
 #pragma weak cblas_sbgemm
 
-int sr_matmul_bf16_available(void) { return cblas_sbgemm != NULL; }
+int sr_matmul_bf16_available(void) { return sr_gemm_bf16_available() || cblas_sbgemm != NULL; }
 
-/* Opt-in (STRATA_PREFILL=bf16): weights and activations rounded to bf16,
- * products accumulated in f32 by OpenBLAS sbgemm.  Returns -1 on OOM. */
-static int prefill_bf16(const sr_kernels *k, const sr_qmatrix *w, const float *x, int64_t n,
-                        int64_t ldx, float *y, int64_t ldy)
-{
-    int64_t rows = w->rows, cols = w->cols, tk = panel_cols(rows, cols);
-    int nt = omp_get_max_threads();
-    int64_t sstride = (tk + 15) & ~(int64_t)15;
-    uint16_t *xb = sr_malloc_aligned((size_t)(n * cols) * sizeof(uint16_t));
-    uint16_t *panel = sr_malloc_aligned((size_t)(rows * tk) * sizeof(uint16_t));
-    float *scratch = sr_malloc_aligned((size_t)nt * (size_t)sstride * sizeof(float));
-    if (!xb || !panel || !scratch) {
-        sr_free_aligned(xb);
-        sr_free_aligned(panel);
-        sr_free_aligned(scratch);
-        return -1;
-    }
-#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN_ELEMS)
-    for (int64_t c = 0; c < n; c++) k->to_bf16(x + c * ldx, cols, xb + c * cols);
-    for (int64_t k0 = 0; k0 < cols; k0 += tk) {
-        int64_t kk = cols - k0 < tk ? cols - k0 : tk;
-        dequant_panel_bf16(k, w, k0, kk, scratch, sstride, panel);
-        cblas_sbgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)n, (blasint)rows,
-                     (blasint)kk, 1.0f, xb + k0, (blasint)cols, panel, (blasint)kk,
-                     k0 ? 1.0f : 0.0f, y, (blasint)ldy);
-    }
-    sr_free_aligned(xb);
-    sr_free_aligned(panel);
-    sr_free_aligned(scratch);
-    return 0;
-}
-
-/* Default f32 path: dequantize a panel of all rows x tk columns (threads
- * over rows), then one sgemm that OpenBLAS threads itself.  Returns -1 on
- * OOM. */
-static int prefill_f32(const sr_kernels *k, const sr_qmatrix *w, const float *x, int64_t n,
-                       int64_t ldx, float *y, int64_t ldy)
+/* bf16 != 0: the opt-in path (weights and activations rounded to bf16,
+ * sbgemm).  Returns -1 if the buffers cannot be had. */
+static int prefill_tiles(const sr_kernels *k, const sr_qmatrix *w, const float *x, int64_t n,
+                         int64_t ldx, float *y, int64_t ldy, int bf16)
 {
     int64_t rows = w->rows, cols = w->cols;
-    if (w->fmt == SR_W_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)n, (blasint)rows,
-                    (blasint)cols, 1.0f, x, (blasint)ldx, w->data, (blasint)cols, 0.0f, y,
-                    (blasint)ldy);
-        return 0;
+    int nt = omp_get_max_threads();
+    int64_t tr = tile_rows(rows, nt), ntiles = (rows + tr - 1) / tr;
+    size_t tile_elems = (size_t)(tr * TILE_COLS);
+    const int own_bf16 = bf16 && sr_gemm_bf16_available();
+    size_t tile16_elems = own_bf16 ? (size_t)sr_bf16_packed_elems(tr, TILE_COLS) : tile_elems;
+    float *tiles = sr_malloc_aligned((size_t)nt * tile_elems * sizeof(float));
+    uint16_t *tiles16 = bf16 ? sr_malloc_aligned((size_t)nt * tile16_elems * sizeof(uint16_t)) : NULL;
+    uint16_t *x16 = bf16 ? sr_malloc_aligned((size_t)(n * cols) * sizeof(uint16_t)) : NULL;
+    if (!tiles || (bf16 && (!tiles16 || !x16))) {
+        sr_free_aligned(tiles);
+        sr_free_aligned(tiles16);
+        sr_free_aligned(x16);
+        return -1;
     }
-    int64_t tk = panel_cols(rows, cols);
-    float *panel = sr_malloc_aligned((size_t)(rows * tk) * sizeof(float));
-    if (!panel) return -1;
-    for (int64_t k0 = 0; k0 < cols; k0 += tk) {
-        int64_t kk = cols - k0 < tk ? cols - k0 : tk;
-        dequant_panel(k, w, k0, kk, panel);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)n, (blasint)rows,
-                    (blasint)kk, 1.0f, x + k0, (blasint)ldx, panel, (blasint)kk,
-                    k0 ? 1.0f : 0.0f, y, (blasint)ldy);
+    if (bf16) {
+#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN_ELEMS)
+        for (int64_t c = 0; c < n; c++) k->to_bf16(x + c * ldx, cols, x16 + c * cols);
     }
-    sr_free_aligned(panel);
+#pragma omp parallel for schedule(static) if (rows * cols >= PARALLEL_MIN_ELEMS)
+    for (int64_t t = 0; t < ntiles; t++) {
+        float *tile = tiles + (size_t)omp_get_thread_num() * tile_elems;
+        uint16_t *tile16 = bf16 ? tiles16 + (size_t)omp_get_thread_num() * tile16_elems : NULL;
+        int64_t r0 = t * tr, nr = rows - r0 < tr ? rows - r0 : tr;
+        for (int64_t k0 = 0; k0 < cols; k0 += TILE_COLS) {
+            int64_t kk = cols - k0 < TILE_COLS ? cols - k0 : TILE_COLS;
+            for (int64_t r = 0; r < nr; r++)
+                k->dequant(w, (r0 + r) * cols + k0, (r0 + r) * cols + k0 + kk, tile + r * kk);
+            float beta = k0 ? 1.0f : 0.0f;
+            if (own_bf16) {
+                sr_bf16_pack_b(tile, kk, nr, kk, tile16);
+                sr_gemm_bf16(n, nr, kk, x16 + k0, cols, tile16, beta, y + r0, ldy);
+            } else if (bf16) {
+                k->to_bf16(tile, nr * kk, tile16);
+                cblas_sbgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)n, (blasint)nr,
+                             (blasint)kk, 1.0f, x16 + k0, (blasint)cols, tile16, (blasint)kk,
+                             beta, y + r0, (blasint)ldy);
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)n, (blasint)nr,
+                            (blasint)kk, 1.0f, x + k0, (blasint)ldx, tile, (blasint)kk, beta,
+                            y + r0, (blasint)ldy);
+            }
+        }
+    }
+    sr_free_aligned(tiles);
+    sr_free_aligned(tiles16);
+    sr_free_aligned(x16);
     return 0;
 }
 
@@ -309,16 +295,21 @@ void sr_matmul_prefill(const sr_qmatrix *w, const float *x, int64_t n, int64_t l
     const char *mode = getenv("STRATA_PREFILL");
     int bf16 = mode && !strcmp(mode, "bf16");
     if (bf16 && !sr_matmul_bf16_available()) {
-        static int warned;
-        if (!warned) {
-            warned = 1;
-            sr_warn("STRATA_PREFILL=bf16: this OpenBLAS has no cblas_sbgemm (built without "
-                    "BUILD_BFLOAT16); prefill stays f32");
+        static atomic_int warned;
+        if (!atomic_exchange(&warned, 1)) {
+            sr_warn("STRATA_PREFILL=bf16: this CPU has no AVX512_BF16 and this OpenBLAS no "
+                    "cblas_sbgemm (built without BUILD_BFLOAT16); prefill stays f32");
         }
         bf16 = 0;
     }
-    int rc = bf16 ? prefill_bf16(k, w, x, n, ldx, y, ldy) : prefill_f32(k, w, x, n, ldx, y, ldy);
-    if (rc) sr_matmul_decode(w, x, n, ldx, y, ldy, isa); /* OOM: needs less memory */
+    if (w->fmt == SR_W_F32 && !bf16) { /* nothing to dequantize: OpenBLAS threads it */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)n, (blasint)w->rows,
+                    (blasint)w->cols, 1.0f, x, (blasint)ldx, w->data, (blasint)w->cols, 0.0f, y,
+                    (blasint)ldy);
+        return;
+    }
+    if (prefill_tiles(k, w, x, n, ldx, y, ldy, bf16))
+        sr_matmul_decode(w, x, n, ldx, y, ldy, isa); /* out of memory: needs less */
 }
 
 void sr_matmul(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,

@@ -35,8 +35,9 @@ void sr_matmul_prefill(const sr_qmatrix *w, const float *x, int64_t n, int64_t l
                        int64_t ldy, sr_isa isa);
 
 /* Prefill numerics: f32 by default.  STRATA_PREFILL=bf16 opts into rounding
- * weights and activations to bf16 for OpenBLAS sbgemm (f32 accumulation),
- * available only if the linked OpenBLAS exports cblas_sbgemm. */
+ * weights and activations to bf16 (f32 accumulation): strata's AVX512_BF16
+ * kernel (quant/gemm_bf16.h) where the CPU has it, else OpenBLAS sbgemm if
+ * the linked OpenBLAS exports cblas_sbgemm. */
 int sr_matmul_bf16_available(void);
 
 #endif

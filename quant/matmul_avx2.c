@@ -13,8 +13,25 @@
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
 
-/* Independent accumulator chains per column (FMA latency), see avx512. */
-#define CHAINS(n) ((n) >= 4 ? 1 : (n) == 1 ? 4 : 2)
+/* Rows computed together (each x load serves R rows) and independent
+ * partial sums per accumulator (FMA latency), within 16 registers. */
+#define ROWS(n) ((n) <= 2 ? 2 : 1)
+#define CHAINS(R, n) ((R) * (n) >= 4 ? 1 : (R) * (n) == 1 ? 4 : 2)
+
+#define UNROLL _Pragma("GCC unroll 8")
+/* Keeps a loaded vector in a register (see matmul_avx512.c). */
+#define PIN(v) __asm__("" : "+x"(v))
+
+/* Software prefetch along each row stream, as in matmul_avx512.c. */
+enum { PREFETCH_AHEAD = 512 };
+
+INLINE void prefetch_stream(const char *pos, int64_t off, int64_t row_bytes, int R)
+{
+    /* In integers: the address may lie past the end of the matrix. */
+    uintptr_t p = (uintptr_t)pos + PREFETCH_AHEAD;
+    if (off + PREFETCH_AHEAD >= row_bytes) p += (uintptr_t)((R - 1) * row_bytes);
+    _mm_prefetch((const char *)p, _MM_HINT_T0);
+}
 
 #define FOR_N(CALL)                \
     switch (n) {                   \
@@ -72,38 +89,65 @@ static size_t elem_size(sr_wformat f)
     return f == SR_W_F32 ? 4 : f == SR_W_INT8 ? 1 : 2;
 }
 
+/* Rows [r, r+R) of a dense matrix times n columns. */
+INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float *scb,
+                        int64_t cols, const float *x, int64_t ldx, float *y, int64_t ldy,
+                        int64_t r, const int R, const int n)
+{
+    const int P = CHAINS(R, n);
+    const char *row[2];
+    __m256 acc[2][8][4];
+    UNROLL for (int i = 0; i < R; i++) {
+        row[i] = (const char *)data + (size_t)((r + i) * ldw) * elem_size(f);
+        UNROLL for (int c = 0; c < n; c++)
+            UNROLL for (int p = 0; p < P; p++) acc[i][c][p] = _mm256_setzero_ps();
+    }
+    int64_t j = 0;
+    for (; j + 8 * P <= cols; j += 8 * P)
+        UNROLL for (int p = 0; p < P; p++) {
+            __m256 wv[2];
+            const int64_t jp = j + 8 * p, line_elems = 64 / (int64_t)elem_size(f);
+            UNROLL for (int i = 0; i < R; i++) {
+                if ((jp & (line_elems - 1)) == 0)
+                    prefetch_stream(row[i] + (size_t)jp * elem_size(f), jp * (int64_t)elem_size(f),
+                                    ldw * (int64_t)elem_size(f), R);
+                wv[i] = load8(f, row[i], jp);
+            }
+            UNROLL for (int c = 0; c < n; c++) {
+                __m256 xv = _mm256_loadu_ps(x + c * ldx + j + 8 * p);
+                PIN(xv);
+                UNROLL for (int i = 0; i < R; i++)
+                    acc[i][c][p] = _mm256_fmadd_ps(wv[i], xv, acc[i][c][p]);
+            }
+        }
+    for (; j + 8 <= cols; j += 8) {
+        __m256 wv[2];
+        UNROLL for (int i = 0; i < R; i++) wv[i] = load8(f, row[i], j);
+        UNROLL for (int c = 0; c < n; c++) {
+            __m256 xv = _mm256_loadu_ps(x + c * ldx + j);
+            UNROLL for (int i = 0; i < R; i++)
+                acc[i][c][0] = _mm256_fmadd_ps(wv[i], xv, acc[i][c][0]);
+        }
+    }
+    UNROLL for (int i = 0; i < R; i++)
+        UNROLL for (int c = 0; c < n; c++) {
+            __m256 s = acc[i][c][0];
+            UNROLL for (int p = 1; p < P; p++) s = _mm256_add_ps(s, acc[i][c][p]);
+            float v = hsum8(s);
+            for (int64_t t = j; t < cols; t++) v += load1(f, row[i], t) * x[c * ldx + t];
+            if (f == SR_W_INT8) v = (v * scb[r + i]) * SR_INT8_DEQUANT_SCALE;
+            y[c * ldy + r + i] = v;
+        }
+}
+
 INLINE void dense_rows(sr_wformat f, const void *data, int64_t ldw, const float *scb,
                        int64_t cols, const float *x, int64_t ldx, float *y, int64_t ldy,
                        int64_t r0, int64_t r1, const int n)
 {
-    const int P = CHAINS(n);
-    for (int64_t r = r0; r < r1; r++) {
-        const void *row = (const char *)data + (size_t)(r * ldw) * elem_size(f);
-        __m256 acc[8][4];
-        for (int c = 0; c < n; c++)
-            for (int p = 0; p < P; p++) acc[c][p] = _mm256_setzero_ps();
-        int64_t j = 0;
-        for (; j + 8 * P <= cols; j += 8 * P)
-            for (int p = 0; p < P; p++) {
-                __m256 wv = load8(f, row, j + 8 * p);
-                for (int c = 0; c < n; c++)
-                    acc[c][p] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + c * ldx + j + 8 * p),
-                                                acc[c][p]);
-            }
-        for (; j + 8 <= cols; j += 8) {
-            __m256 wv = load8(f, row, j);
-            for (int c = 0; c < n; c++)
-                acc[c][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + c * ldx + j), acc[c][0]);
-        }
-        for (int c = 0; c < n; c++) {
-            __m256 s = acc[c][0];
-            for (int p = 1; p < P; p++) s = _mm256_add_ps(s, acc[c][p]);
-            float v = hsum8(s);
-            for (int64_t t = j; t < cols; t++) v += load1(f, row, t) * x[c * ldx + t];
-            if (f == SR_W_INT8) v = (v * scb[r]) * SR_INT8_DEQUANT_SCALE;
-            y[c * ldy + r] = v;
-        }
-    }
+    int64_t r = r0;
+    for (; r + ROWS(n) <= r1; r += ROWS(n))
+        dense_block(f, data, ldw, scb, cols, x, ldx, y, ldy, r, ROWS(n), n);
+    for (; r < r1; r++) dense_block(f, data, ldw, scb, cols, x, ldx, y, ldy, r, 1, n);
 }
 
 #define DENSE_CALL(N) dense_rows(fmt_, data, ldw, scb, cols, x, ldx, y, ldy, r0, r1, N)
@@ -133,51 +177,100 @@ INLINE __m256 lookup16(__m256i idx, __m256 lo, __m256 hi)
                             sel);
 }
 
+typedef struct q4_layout {
+    __m256 tab_lo, tab_hi; /* codes 0-7 and 8-15 */
+    int shift;             /* log2(blocksize) */
+    int wide;              /* blocksize >= group: one scale per group */
+    __m256i lane_blk;      /* otherwise: block of lane d within the group */
+    __m256i smask;         /* ... and which of the group's scales to load */
+} q4_layout;
+
+INLINE q4_layout q4_layout_of(const sr_qmatrix *w)
+{
+    q4_layout l;
+    const float *table = sr_q4_table(w->fmt);
+    l.tab_lo = _mm256_loadu_ps(table);
+    l.tab_hi = _mm256_loadu_ps(table + 8);
+    l.shift = __builtin_ctz((unsigned)w->blocksize);
+    l.wide = w->blocksize >= Q4_GROUP;
+    /* Lane d holds group elements 8d..8d+7: block (8d >> shift). */
+    l.lane_blk = _mm256_srlv_epi32(_mm256_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56),
+                                   _mm256_set1_epi32(l.shift));
+    int nblk = l.wide ? 1 : Q4_GROUP >> l.shift;
+    l.smask = _mm256_cmpgt_epi32(_mm256_set1_epi32(nblk),
+                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return l;
+}
+
+INLINE __m256 q4_group_scales(const q4_layout *l, const float *scales, int64_t e)
+{
+    if (l->wide) return _mm256_set1_ps(scales[e >> l->shift]);
+    return _mm256_permutevar8x32_ps(_mm256_maskload_ps(scales + (e >> l->shift), l->smask),
+                                    l->lane_blk);
+}
+
+/* Rows [r, r+R) times n permuted columns.  One column: the scale is applied
+ * per group to a partial sum ("late"); more columns: to the weights, which
+ * needs no per-group temporaries (AVX2 has 16 registers). */
+INLINE void q4_block(const sr_qmatrix *w, const q4_layout *l, const float *xp, float *y,
+                     int64_t ldy, int64_t r, const int R, const int n)
+{
+    const int late = n == 1;
+    const int P = late ? 1 : CHAINS(R, n);
+    const int64_t cols = w->cols, ngroups = cols / Q4_GROUP;
+    const uint8_t *data = w->data;
+    __m256 acc[2][8][4];
+    UNROLL for (int i = 0; i < R; i++)
+        UNROLL for (int c = 0; c < n; c++)
+            UNROLL for (int q = 0; q < P; q++) acc[i][c][q] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ngroups; g++) {
+        __m256i v[2];
+        __m256 sv[2], t[2];
+        UNROLL for (int i = 0; i < R; i++) {
+            const uint8_t *src = data + (r + i) * (cols / 2) + g * (Q4_GROUP / 2);
+            if ((g & 1) == 0) /* one prefetch per 64-byte line */
+                prefetch_stream((const char *)src, g * (Q4_GROUP / 2), cols / 2, R);
+            v[i] = _mm256_loadu_si256((const __m256i *)src);
+            sv[i] = q4_group_scales(l, w->scales, (r + i) * cols + g * Q4_GROUP);
+            t[i] = _mm256_setzero_ps();
+        }
+        const float *xg = xp + g * Q4_GROUP * n;
+        UNROLL for (int k = 0; k < 8; k++) {
+            __m256 wk[2];
+            UNROLL for (int i = 0; i < R; i++) {
+                wk[i] = lookup16(v[i], l->tab_lo, l->tab_hi);
+                v[i] = _mm256_srli_epi32(v[i], 4);
+                if (!late) wk[i] = _mm256_mul_ps(wk[i], sv[i]);
+            }
+            UNROLL for (int c = 0; c < n; c++) {
+                __m256 xv = _mm256_loadu_ps(xg + (k * n + c) * 8);
+                PIN(xv);
+                UNROLL for (int i = 0; i < R; i++) {
+                    if (late) t[i] = _mm256_fmadd_ps(wk[i], xv, t[i]);
+                    else acc[i][c][k % P] = _mm256_fmadd_ps(wk[i], xv, acc[i][c][k % P]);
+                }
+            }
+        }
+        if (late)
+            UNROLL for (int i = 0; i < R; i++)
+                acc[i][0][0] = _mm256_fmadd_ps(t[i], sv[i], acc[i][0][0]);
+    }
+    UNROLL for (int i = 0; i < R; i++)
+        UNROLL for (int c = 0; c < n; c++) {
+            __m256 s = acc[i][c][0];
+            UNROLL for (int q = 1; q < P; q++) s = _mm256_add_ps(s, acc[i][c][q]);
+            y[c * ldy + r + i] = hsum8(s);
+        }
+}
+
 INLINE void q4_rows(const sr_qmatrix *w, const float *xp, float *y, int64_t ldy, int64_t r0,
                     int64_t r1, const int n)
 {
-    const int P = CHAINS(n);
-    const float *table = sr_q4_table(w->fmt);
-    const __m256 tab_lo = _mm256_loadu_ps(table), tab_hi = _mm256_loadu_ps(table + 8);
-    const int64_t cols = w->cols, ngroups = cols / Q4_GROUP;
-    const uint8_t *data = w->data;
-    const float *scales = w->scales;
-    const int shift = __builtin_ctz((unsigned)w->blocksize);
-    /* blocksize >= 64: one block per group; smaller: lane d is in block
-     * (8d >> shift) of the group. */
-    const int wide = w->blocksize >= Q4_GROUP;
-    const __m256i lane_blk =
-        _mm256_srlv_epi32(_mm256_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56), _mm256_set1_epi32(shift));
-    const int nblk = wide ? 1 : Q4_GROUP >> shift;
-    const __m256i smask = _mm256_cmpgt_epi32(_mm256_set1_epi32(nblk),
-                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *p = data + r * (cols / 2);
-        int64_t e = r * cols;
-        __m256 acc[8][4];
-        for (int c = 0; c < n; c++)
-            for (int q = 0; q < P; q++) acc[c][q] = _mm256_setzero_ps();
-        for (int64_t g = 0; g < ngroups; g++, e += Q4_GROUP) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(p + g * (Q4_GROUP / 2)));
-            __m256 sv = wide ? _mm256_set1_ps(scales[e >> shift])
-                             : _mm256_permutevar8x32_ps(
-                                   _mm256_maskload_ps(scales + (e >> shift), smask), lane_blk);
-            const float *xg = xp + g * Q4_GROUP;
-            for (int k = 0; k < 8; k++) {
-                /* Scale first: no per-group temporaries, AVX2 has 16 registers. */
-                __m256 wk = _mm256_mul_ps(lookup16(v, tab_lo, tab_hi), sv);
-                v = _mm256_srli_epi32(v, 4);
-                for (int c = 0; c < n; c++)
-                    acc[c][k % P] = _mm256_fmadd_ps(wk, _mm256_loadu_ps(xg + c * cols + 8 * k),
-                                                    acc[c][k % P]);
-            }
-        }
-        for (int c = 0; c < n; c++) {
-            __m256 s = acc[c][0];
-            for (int q = 1; q < P; q++) s = _mm256_add_ps(s, acc[c][q]);
-            y[c * ldy + r] = hsum8(s);
-        }
-    }
+    const q4_layout l = q4_layout_of(w);
+    const int R = n == 1 ? 2 : 1;
+    int64_t r = r0;
+    for (; r + R <= r1; r += R) q4_block(w, &l, xp, y, ldy, r, R, n);
+    for (; r < r1; r++) q4_block(w, &l, xp, y, ldy, r, 1, n);
 }
 
 #define Q4_CALL(N) q4_rows(w, x, y, ldy, r0, r1, N)
@@ -251,7 +344,8 @@ static TARGET void dequant_avx2(const sr_qmatrix *w, int64_t e0, int64_t e1, flo
         const uint16_t *p = (const uint16_t *)w->data;
         int64_t j = e0;
         for (; j + 8 <= e1; j += 8)
-            _mm256_storeu_ps(out + (j - e0), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + j))));
+            _mm256_storeu_ps(out + (j - e0),
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + j))));
         sr_dequant_flat_scalar(w, j, e1, out + (j - e0));
         return;
     }

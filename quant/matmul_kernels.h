@@ -9,7 +9,9 @@
  * (high nibble = even element).  Instead of shuffling weights back, the
  * driver permutes x once per call into the same order (sr_q4_permute_x), so
  * the dot product is a plain lane-wise FMA.  A group is `lanes * 8` elements
- * (128 for AVX-512, 64 for AVX2). */
+ * (128 for AVX-512, 64 for AVX2).  The n columns are interleaved per group
+ * and k, xp[g*n + (k*n + c)*lanes + d] for the group starting at element g,
+ * so a kernel reaches every x vector from one pointer. */
 #ifndef SR_MATMUL_KERNELS_H
 #define SR_MATMUL_KERNELS_H
 
@@ -53,8 +55,8 @@ void sr_dequant_flat_scalar(const sr_qmatrix *w, int64_t e0, int64_t e1, float *
  * take w (whole groups per row, blocks aligned with groups). */
 int sr_q4_decode_fits(const sr_qmatrix *w, int group);
 
-/* x (n columns of w->cols floats, stride ldx) -> xp (n x cols, stride cols)
- * in the lane order described above. */
+/* x (n columns of w->cols floats, stride ldx) -> xp (n * cols floats) in
+ * the interleaved lane order described above. */
 void sr_q4_permute_x(const float *x, int64_t n, int64_t ldx, int64_t cols, int group, float *xp);
 
 typedef struct sr_kernels {
@@ -62,7 +64,7 @@ typedef struct sr_kernels {
     /* 4-bit decode group size (elements); 0 = no permuted 4-bit kernel. */
     int q4_group;
     /* y[c*ldy + r] = sum_j W[r,j] * x[c*ldx + j] for r in [r0, r1), c < n,
-     * n <= 8.  For 4-bit formats x is the permuted layout (ldx = cols) and
+     * n <= 8.  For 4-bit formats x is the permuted layout (ldx unused) and
      * sr_q4_decode_fits() holds. */
     void (*decode)(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
                    int64_t ldy, int64_t r0, int64_t r1);

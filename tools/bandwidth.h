@@ -8,6 +8,7 @@
 #ifndef SR_BANDWIDTH_H
 #define SR_BANDWIDTH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct bw_result {
@@ -22,5 +23,24 @@ uint64_t bw_llc_bytes(void);
 
 /* Returns 0, or -1 if the buffer could not be allocated. */
 int bw_measure(int threads, int runs, bw_result *out);
+
+/* The probe in pieces, for benchmarks that interleave probe passes with
+ * their own rounds (both then see the same load on the machine). */
+typedef struct bw_probe {
+    uint64_t *buf;
+    size_t words_per_thread;
+    int threads;
+    uint64_t buffer_bytes, llc_bytes;
+    uint64_t checksum; /* sum of the last pass: the reads have a consumer */
+    size_t next_word;  /* per-thread offset of the next bw_probe_read */
+} bw_probe;
+
+int bw_probe_open(bw_probe *p, int threads); /* 0, or -1 out of memory */
+double bw_probe_pass(bw_probe *p);           /* one pass: GB/s */
+/* Reads about `bytes` (split over the threads) starting at the part after
+ * the previous read, wrapping around: GB/s.  For pairing with kernel calls
+ * of the same size; the rest of the buffer keeps the part out of cache. */
+double bw_probe_read(bw_probe *p, uint64_t bytes);
+void bw_probe_close(bw_probe *p);
 
 #endif

@@ -7,9 +7,14 @@
  * from DRAM as they do in a real model.
  * Prefill (n = 512): GFLOP/s (2 n rows cols / time) against OpenBLAS sgemm
  * on the same shape with f32 weights, same run; the opt-in bf16 path
- * (STRATA_PREFILL=bf16) is measured for nf4 as an extra row.
- * Every timing is the best of several runs after a warm-up: other load on
- * the machine only makes numbers worse, never better. */
+ * (STRATA_PREFILL=bf16) is measured for nf4 as an extra row where the
+ * linked OpenBLAS has cblas_sbgemm.
+ * Every timing is the best of several rounds after a warm-up, and every
+ * kernel call is paired with a call of its reference right before it (a
+ * bandwidth probe read of the same size, an sgemm on the same shape): other
+ * load on the machine only makes numbers worse, never better, and it
+ * drifts, so a kernel is compared with what its reference achieved under
+ * the same load. */
 #include <cblas.h>
 #include <jansson.h>
 #include <math.h>
@@ -132,37 +137,65 @@ static float *random_floats(int64_t count)
     return v;
 }
 
-/* Runs `fn` warm-up once, then rounds until both min_runs and min_seconds
- * are reached; returns the best seconds per round. */
 typedef void (*bench_fn)(void *ctx);
-static double best_time(bench_fn fn, void *ctx, int min_runs, double min_seconds)
+
+/* Alternates ref and fn: one warm-up each, then rounds until both
+ * min_runs and min_seconds are reached; best seconds of each. */
+static void best_pair(bench_fn ref, void *ref_ctx, bench_fn fn, void *ctx, int min_runs,
+                      double min_seconds, double *best_ref, double *best)
 {
+    ref(ref_ctx);
     fn(ctx);
-    double best = 1e30, start = now_s();
-    for (int r = 0; r < min_runs || now_s() - start < min_seconds; r++) {
+    *best_ref = *best = 1e30;
+    double start = now_s();
+    for (int r = 0; r < min_runs || (now_s() - start < min_seconds && r < 1000); r++) {
         double t0 = now_s();
+        ref(ref_ctx);
+        double t1 = now_s();
         fn(ctx);
-        double dt = now_s() - t0;
-        if (dt < best) best = dt;
-        if (r > 1000) break;
+        double t2 = now_s();
+        if (t1 - t0 < *best_ref) *best_ref = t1 - t0;
+        if (t2 - t1 < *best) *best = t2 - t1;
     }
-    return best;
 }
 
+/* Probe passes, remembering the best GB/s of the whole run. */
+typedef struct probe_ctx {
+    bw_probe probe;
+    double best_gbps;
+} probe_ctx;
+
+static void run_probe(void *p)
+{
+    probe_ctx *c = p;
+    double g = bw_probe_pass(&c->probe);
+    if (g > c->best_gbps) c->best_gbps = g;
+}
+
+/* Decode: every call (on the next copy) is timed on its own and paired
+ * with a probe read of the same number of bytes just before it.  Single
+ * calls are short, so some of them find both cores free even on a busy
+ * machine; the probe reads are as short, so they have the same chance. */
 typedef struct decode_ctx {
     bench_matrix *copies;
     int ncopies;
     const float *x;
     float *y;
     sr_isa isa;
+    bw_probe *probe;
+    double best_call, best_probe_gbps;
 } decode_ctx;
 
-static void run_decode(void *p)
+static void run_decode_round(decode_ctx *c)
 {
-    decode_ctx *c = p;
     for (int i = 0; i < c->ncopies; i++) {
         const sr_qmatrix *w = &c->copies[i].w;
+        double g = bw_probe_read(c->probe, sr_qmatrix_bytes(w));
+        if (g > c->best_probe_gbps) c->best_probe_gbps = g;
+        double t0 = now_s();
         sr_matmul_decode(w, c->x, 1, w->cols, c->y, w->rows, c->isa);
+        double dt = now_s() - t0;
+        if (dt < c->best_call) c->best_call = dt;
     }
 }
 
@@ -231,8 +264,8 @@ static int oom(const char *what)
 }
 
 /* Decode rows for one shape: appends to `out`. */
-static int bench_decode(const options *o, int64_t rows, int64_t cols, double bw_gbps,
-                        uint64_t llc, sr_isa isa, json_t *out)
+static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx *probe,
+                        sr_isa isa, json_t *out)
 {
     float *x = random_floats(cols), *y = random_floats(rows);
     if (!x || !y) {
@@ -248,7 +281,7 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, double bw_
             break;
         }
         uint64_t bytes = sr_qmatrix_bytes(&first.w);
-        int ncopies = (int)((4 * llc + bytes - 1) / bytes);
+        int ncopies = (int)((4 * probe->probe.llc_bytes + bytes - 1) / bytes);
         if (ncopies < 1) ncopies = 1;
         if (ncopies > (o->quick ? 2 : 64)) ncopies = o->quick ? 2 : 64;
         bench_matrix *copies = sr_calloc((size_t)ncopies, sizeof *copies);
@@ -262,14 +295,22 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, double bw_
         for (; made < ncopies; made++)
             if (clone_matrix(&copies[made], &first)) break;
         ncopies = made; /* fewer copies if memory is short: still correct, maybe cached */
-        decode_ctx ctx = {copies, ncopies, x, y, isa};
-        double t = best_time(run_decode, &ctx, o->quick ? 2 : 5, o->quick ? 0 : 0.3) / ncopies;
+        decode_ctx ctx = {copies, ncopies, x, y, isa, &probe->probe, 1e30, 0};
+        run_decode_round(&ctx); /* warm-up */
+        ctx.best_call = 1e30;
+        ctx.best_probe_gbps = 0;
+        double start = now_s();
+        for (int r = 0; r < (o->quick ? 2 : 8) || (!o->quick && now_s() - start < 1.0); r++)
+            run_decode_round(&ctx);
+        double t = ctx.best_call, bw = ctx.best_probe_gbps;
+        if (bw > probe->best_gbps) probe->best_gbps = bw;
         double gbps = (double)bytes / t * 1e-9;
         json_array_append_new(
-            out, json_pack("{s:s, s:I, s:I, s:i, s:I, s:i, s:f, s:f, s:f}", "format",
+            out, json_pack("{s:s, s:I, s:I, s:i, s:I, s:i, s:f, s:f, s:f, s:f}", "format",
                            formats[f].label, "rows", (json_int_t)rows, "cols", (json_int_t)cols,
                            "n", 1, "bytes", (json_int_t)bytes, "copies", ncopies, "us_per_call",
-                           t * 1e6, "weight_gbps", gbps, "ratio_to_bandwidth", gbps / bw_gbps));
+                           t * 1e6, "weight_gbps", gbps, "bandwidth_gbps", bw,
+                           "ratio_to_bandwidth", gbps / bw));
         for (int i = 0; i < ncopies; i++) sr_free_aligned(copies[i].mem);
         sr_free(copies);
     }
@@ -282,7 +323,7 @@ static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n
                          json_t *out)
 {
     int runs = o->quick ? 1 : 3;
-    double min_s = o->quick ? 0 : 0.5, flops = 2.0 * (double)n * (double)rows * (double)cols;
+    double min_s = 0, flops = 2.0 * (double)n * (double)rows * (double)cols;
     float *x = random_floats(n * cols), *y = random_floats(n * rows);
     bench_matrix ref;
     if (!x || !y || make_matrix(&ref, SR_W_F32, rows, cols)) {
@@ -290,13 +331,20 @@ static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n
         sr_free_aligned(y);
         return oom("prefill buffers");
     }
-    prefill_ctx sg = {&ref.w, x, y, n, isa};
-    double sgemm_gflops = flops / best_time(run_sgemm, &sg, runs, min_s) * 1e-9;
-    sr_free_aligned(ref.mem);
+    /* sgemm writes its own output: the kernel's y stays for the kernel. */
+    float *ysg = random_floats(n * rows);
+    if (!ysg) {
+        sr_free_aligned(x);
+        sr_free_aligned(y);
+        sr_free_aligned(ref.mem);
+        return oom("prefill buffers");
+    }
+    prefill_ctx sg = {&ref.w, x, ysg, n, isa};
 
     int rc = 0;
-    for (size_t f = 0; f <= NFORMATS && !rc; f++) {
-        /* The extra last row: nf4 through the opt-in bf16 path. */
+    /* The extra last row: nf4 through the opt-in bf16 path, if OpenBLAS has it. */
+    size_t nrows = sr_matmul_bf16_available() ? NFORMATS + 1 : NFORMATS;
+    for (size_t f = 0; f < nrows && !rc; f++) {
         int bf16 = f == NFORMATS;
         const bench_format *bf = bf16 ? &formats[0] : &formats[f];
         bench_matrix m;
@@ -307,9 +355,10 @@ static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n
         if (bf16) setenv("STRATA_PREFILL", "bf16", 1);
         else unsetenv("STRATA_PREFILL");
         prefill_ctx ctx = {&m.w, x, y, n, isa};
-        double t = best_time(run_prefill, &ctx, runs, min_s);
+        double t_sgemm, t;
+        best_pair(run_sgemm, &sg, run_prefill, &ctx, runs, min_s, &t_sgemm, &t);
         unsetenv("STRATA_PREFILL");
-        double gflops = flops / t * 1e-9;
+        double gflops = flops / t * 1e-9, sgemm_gflops = flops / t_sgemm * 1e-9;
         json_array_append_new(
             out, json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "format", bf->label,
                            "mode", bf16 ? "bf16" : "f32", "rows", (json_int_t)rows, "cols",
@@ -318,6 +367,8 @@ static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n
                            gflops / sgemm_gflops));
         sr_free_aligned(m.mem);
     }
+    sr_free_aligned(ref.mem);
+    sr_free_aligned(ysg);
     sr_free_aligned(x);
     sr_free_aligned(y);
     return rc;
@@ -326,18 +377,18 @@ static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n
 static void print_tables(const json_t *j)
 {
     const json_t *bw = json_object_get(j, "bandwidth");
-    printf("strata bench quant: %lld threads, isa %s, LLC %.0f MiB\n",
+    printf("strata bench quant: %s, %lld threads, isa %s, LLC %.0f MiB\n",
+           json_string_value(json_object_get(j, "cpu")),
            (long long)json_integer_value(json_object_get(j, "threads")),
            json_string_value(json_object_get(j, "isa")),
            (double)json_integer_value(json_object_get(bw, "llc_bytes")) / (1 << 20));
-    printf("read bandwidth probe: %.1f GB/s (best of before %.1f / after %.1f; %.0f MiB buffer)\n\n",
+    printf("read bandwidth probe: best %.1f GB/s (%.0f MiB buffer)\n\n",
            json_real_value(json_object_get(bw, "gbps")),
-           json_real_value(json_object_get(bw, "gbps_before")),
-           json_real_value(json_object_get(bw, "gbps_after")),
            (double)json_integer_value(json_object_get(bw, "buffer_bytes")) / (1 << 20));
-    printf("decode (n=1): weight GB/s = (packed weights + scales) / time per call\n");
-    printf("%-8s %11s %9s %7s %10s %8s %8s\n", "format", "rows x cols", "MiB", "copies",
-           "us/call", "GB/s", "% of bw");
+    printf("decode (n=1): weight GB/s = (packed weights + scales) / time per call;\n"
+           "bw = probe reads of the same size interleaved with the calls of that row\n");
+    printf("%-8s %11s %9s %7s %10s %8s %8s %8s\n", "format", "rows x cols", "MiB", "copies",
+           "us/call", "GB/s", "bw", "% of bw");
     size_t i;
     json_t *r;
     json_array_foreach(json_object_get(j, "decode"), i, r) {
@@ -345,15 +396,20 @@ static void print_tables(const json_t *j)
         snprintf(shape, sizeof shape, "%lldx%lld",
                  (long long)json_integer_value(json_object_get(r, "rows")),
                  (long long)json_integer_value(json_object_get(r, "cols")));
-        printf("%-8s %11s %9.2f %7lld %10.1f %8.2f %7.1f%%\n",
+        printf("%-8s %11s %9.2f %7lld %10.1f %8.2f %8.2f %7.1f%%\n",
                json_string_value(json_object_get(r, "format")), shape,
                (double)json_integer_value(json_object_get(r, "bytes")) / (1 << 20),
                (long long)json_integer_value(json_object_get(r, "copies")),
                json_real_value(json_object_get(r, "us_per_call")),
                json_real_value(json_object_get(r, "weight_gbps")),
+               json_real_value(json_object_get(r, "bandwidth_gbps")),
                100 * json_real_value(json_object_get(r, "ratio_to_bandwidth")));
     }
-    printf("\nprefill: GFLOP/s against OpenBLAS sgemm on the same shape (f32 weights)\n");
+    printf("\nprefill: GFLOP/s against OpenBLAS sgemm on the same shape with f32 weights,\n"
+           "sgemm calls interleaved with the rounds of that row%s\n",
+           json_is_true(json_object_get(j, "bf16_prefill_available"))
+               ? ""
+               : "\n(no bf16 rows: this OpenBLAS has no cblas_sbgemm)");
     printf("%-8s %-5s %11s %5s %10s %9s %9s %8s\n", "format", "mode", "rows x cols", "n",
            "ms/call", "GFLOP/s", "sgemm", "% sgemm");
     json_array_foreach(json_object_get(j, "prefill"), i, r) {
@@ -372,6 +428,25 @@ static void print_tables(const json_t *j)
     }
 }
 
+/* "model name" of /proc/cpuinfo, for the record. */
+static void cpu_model(char *buf, size_t len)
+{
+    snprintf(buf, len, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (colon && !strncmp(line, "model name", 10)) {
+            colon += 1 + (colon[1] == ' ');
+            colon[strcspn(colon, "\n")] = 0;
+            snprintf(buf, len, "%s", colon);
+            break;
+        }
+    }
+    fclose(f);
+}
+
 int bench_quant(int argc, char **argv)
 {
     options o;
@@ -386,26 +461,16 @@ int bench_quant(int argc, char **argv)
     const int64_t(*sh)[2] = o.quick ? quick_shapes : shapes;
     int64_t prefill_n = o.quick ? 32 : 512;
 
-    bw_result before, after;
-    if (bw_measure(threads, o.quick ? 2 : 10, &before)) return oom("bandwidth probe");
+    probe_ctx probe = {.best_gbps = 0};
+    if (bw_probe_open(&probe.probe, threads)) return oom("bandwidth probe");
+    for (int r = 0; r < (o.quick ? 2 : 10); r++) run_probe(&probe);
     json_t *decode = json_array(), *prefill = json_array();
     if (!o.json) fprintf(stderr, "strata bench quant: decode...\n");
     for (int s = 0; s < 2 && !rc; s++)
-        rc = bench_decode(&o, sh[s][0], sh[s][1], before.gbps, before.llc_bytes, isa, decode);
-    if (!rc && bw_measure(threads, o.quick ? 2 : 10, &after)) rc = oom("bandwidth probe");
-    if (rc) {
-        json_decref(decode);
-        json_decref(prefill);
-        return rc;
-    }
-    /* The ratios use the better probe: noise only ever lowers a probe. */
-    double bw = before.gbps > after.gbps ? before.gbps : after.gbps;
-    size_t i;
-    json_t *r;
-    json_array_foreach(decode, i, r) json_object_set_new(
-        r, "ratio_to_bandwidth",
-        json_real(json_real_value(json_object_get(r, "weight_gbps")) / bw));
-    if (!o.json) fprintf(stderr, "strata bench quant: prefill...\n");
+        rc = bench_decode(&o, sh[s][0], sh[s][1], &probe, isa, decode);
+    uint64_t probe_bytes = probe.probe.buffer_bytes, llc = probe.probe.llc_bytes;
+    bw_probe_close(&probe.probe); /* its memory is better used by prefill */
+    if (!o.json && !rc) fprintf(stderr, "strata bench quant: prefill...\n");
     for (int s = 0; s < 2 && !rc; s++)
         rc = bench_prefill(&o, sh[s][0], sh[s][1], prefill_n, isa, prefill);
     if (rc) {
@@ -413,12 +478,14 @@ int bench_quant(int argc, char **argv)
         json_decref(prefill);
         return rc;
     }
-    json_t *j = json_pack("{s:i, s:s, s:{s:f, s:f, s:f, s:I, s:I, s:i}, s:o, s:o}", "threads",
-                          threads, "isa", sr_isa_name(isa), "bandwidth", "gbps", bw,
-                          "gbps_before", before.gbps, "gbps_after", after.gbps, "buffer_bytes",
-                          (json_int_t)before.buffer_bytes, "llc_bytes",
-                          (json_int_t)before.llc_bytes, "runs", before.runs, "decode", decode,
-                          "prefill", prefill);
+    char cpu[128];
+    cpu_model(cpu, sizeof cpu);
+    json_t *j = json_pack("{s:s, s:i, s:s, s:b, s:{s:f, s:I, s:I}, s:o, s:o}", "cpu", cpu,
+                          "threads", threads, "isa", sr_isa_name(isa), "bf16_prefill_available",
+                          sr_matmul_bf16_available(), "bandwidth", "gbps", probe.best_gbps,
+                          "buffer_bytes", (json_int_t)probe_bytes, "llc_bytes",
+                          (json_int_t)llc, "decode", decode, "prefill",
+                          prefill);
     if (!j) return oom("report");
     if (o.json) {
         json_dumpf(j, stdout, JSON_INDENT(1));

@@ -12,6 +12,7 @@ static const struct bench_subcommand {
     const char *help;
 } subcommands[] = {
     {"quant", bench_quant, "matmul kernels per weight format vs read bandwidth and sgemm"},
+    {"run", bench_run, "whole forward pass on a model: prefill/decode tok/s vs bandwidth"},
     {"tokenize", bench_tokenize, "tokenizer encode/decode MB/s on ~20 MB of mixed text"},
 };
 

@@ -224,6 +224,8 @@ static const shape shapes[] = {
     {4, 64, 128},    /* AVX2 group, AVX-512 generic path */
     {6, 130, 48},    /* blocksize not a power of two */
     {11, 512, 1024}, /* large blocks crossing rows */
+    {5, 256, 16},    /* 8 blocks per AVX-512 group (not a bnb blocksize, but legal here) */
+    {3, 384, 8},     /* 16 blocks per AVX-512 group */
     {300, 512, 64},  /* big enough for several threads */
 };
 
