@@ -24,12 +24,11 @@ static void midpoints(const float map[256], float mid[255])
  * lower index; a tie at an odd lower index moves up to the even one. */
 static inline uint8_t code_cuda(const float mid[255], float y)
 {
-    int lo = 0, hi = 255;
-    while (lo < hi) {
-        int m = (lo + hi) >> 1;
-        if (mid[m] < y) lo = m + 1;
-        else hi = m;
-    }
+    /* lo = number of midpoints strictly below y (NaN: 0), by binary lifting
+     * without data-dependent branches (the searched values are random, so a
+     * branchy search mispredicts on every level). */
+    int lo = 0;
+    for (int step = 128; step > 0; step >>= 1) lo += mid[lo + step - 1] < y ? step : 0;
     if (lo < 255 && (lo & 1) && mid[lo] == y) lo++;
     return (uint8_t)lo;
 }
