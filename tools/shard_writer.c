@@ -192,7 +192,7 @@ int sw_finish(sw_shard *w, uint64_t *total_bytes, sr_error *err)
     json_t *h = NULL, *meta = NULL;
     int rc = -1;
     char *txt = NULL;
-    qsort(w->def, w->n_def, sizeof *w->def, cmp_deferred);
+    if (w->n_def) qsort(w->def, w->n_def, sizeof *w->def, cmp_deferred); /* def may be NULL */
     for (size_t i = 0; i < w->n_def; i++) {
         const sw_deferred *d = &w->def[i];
         if (add_now(w, d->name, d->dtype, d->ndim, d->shape, d->data, d->nbytes, err)) goto out;
