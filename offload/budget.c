@@ -3,12 +3,17 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "runtime/alloc.h"
+#include "runtime/attention.h"
+
+/* runtime/seq_state.c aligns each of the 8 workspace buffers to 64 bytes */
+#define WORKSPACE_PADDING (8u * 64u)
 
 int sr_parse_size(const char *s, uint64_t *out)
 {
@@ -145,11 +150,17 @@ void sr_reserve_compute(const sr_model_dims *d, const sr_run_shape *s, sr_dev_ki
     int64_t floats = T * (H + qkvw + d->n_heads * d->head_dim + H + 2 * I + I);
     if (d->n_adapters > 0)
         floats += T * (max64(H, I) + 3 * (int64_t)d->max_lora_rank + max64(qkvw, 2 * I) + 1);
-    /* attention scores: one row per thread on the CPU, all heads of the
-     * chunk at once on an accelerator */
-    int64_t rows = kind == SR_DEV_CPU ? (s->threads > 0 ? s->threads : 1) : d->n_heads * T;
+    /* attention scores: runtime/attention.c's block of rows per thread on
+     * the CPU (sim tiers run the same kernels); all heads of the chunk at
+     * once on an accelerator */
+    const int64_t threads = s->threads > 0 ? s->threads : 1;
+    const int64_t cpu_rows = threads * (sr_attention_scratch_floats(1) / omp_get_max_threads());
+    int64_t rows = kind == SR_DEV_CPU ? cpu_rows : max64(d->n_heads * T, cpu_rows);
     floats += rows * s->ctx;
-    r->workspace = (uint64_t)floats * sizeof(float) * b;
+    /* + the RoPE frequency table the layers read, and the 64-byte alignment
+     * of each workspace buffer */
+    r->workspace = ((uint64_t)floats * sizeof(float) + WORKSPACE_PADDING) * b +
+                   (uint64_t)(d->head_dim / 2) * sizeof(float);
     /* activations, the hop buffer and the per-token step data (token, id
      * read by the embedding, adapter index, RoPE position, hiding bits) */
     r->activations = (2ull * (uint64_t)(T * H) * sizeof(float) + 5ull * (uint64_t)T * 4) * b;

@@ -62,7 +62,7 @@ typedef struct sr_run_shape {
 
 typedef struct sr_reserve {
     uint64_t runtime;       /* driver context (default budgets only) */
-    uint64_t workspace;     /* layer scratch for `chunk` tokens */
+    uint64_t workspace;     /* layer scratch for `chunk` tokens + the RoPE table */
     uint64_t activations;   /* activations, the hop buffer, per-token step data */
     uint64_t logits;
     uint64_t positions;     /* per-position records (hiding bits; host: + ids) */

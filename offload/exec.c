@@ -3,10 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "runtime/alloc.h"
-
-#define DERIVED_ALIGN 64
 
 /* ---- a unit's stored tensors in one buffer ---------------------------------- */
 
@@ -85,8 +84,10 @@ static void *rl(reloc *r, const void *p, size_t n)
                 return r->dry ? (void *)p : (void *)(r->base[k] + s->off[i] + (a - d));
         }
     }
-    uint64_t at = (r->size + DERIVED_ALIGN - 1) / DERIVED_ALIGN * DERIVED_ALIGN;
-    r->size = at + n;
+    /* every buffer padded to the alignment: the total is what
+     * sr_unit_derived_bytes counted for the plan */
+    const uint64_t at = r->size;
+    r->size = at + (n + SR_DERIVED_ALIGN - 1) / SR_DERIVED_ALIGN * SR_DERIVED_ALIGN;
     if (r->dry) return (void *)p;
     if (!r->failed && sr_dev_upload(r->derived, (size_t)at, p, n, r->err)) r->failed = 1;
     return (char *)r->derived->ptr + at;
@@ -177,7 +178,8 @@ typedef struct tier_rt {
     sr_model view;              /* the model as seen from this tier */
     sr_kv_cache kv;             /* K/V blocks of the layers that run here */
     sr_dbuf *kv_blocks;         /* [2 * L] */
-    sr_workspace ws;
+    sr_dbuf ws_buf;             /* the layer workspace, on this tier */
+    sr_workspace ws;            /* over ws_buf (never sr_workspace_free) */
 } tier_rt;
 
 struct sr_offload {
@@ -191,14 +193,19 @@ struct sr_offload {
     sr_dbuf slots[65];
     int n_streamed;
     int *streamed;              /* unit indices of streamed layers, in order */
-    /* host: switch state, positions, hiding bits.  sr_seq_create also sizes
-     * a host KV cache that offload runs never touch (the tiers hold the
-     * blocks); a state-only constructor in runtime/forward.h would save it. */
+    /* host: switch state, positions, hiding bits (no KV: the tiers hold it) */
     sr_seq *seq;
     sr_offload_stats stats;
 };
 
 static size_t up64(size_t n) { return (n + 63) / 64 * 64; }
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static sr_device *tier_dev(sr_device_set *devs, int t, int host)
 {
@@ -281,7 +288,8 @@ static void relocate_unit(const sr_offload *o, reloc *r, int kind, unit_rt *ur)
 
 /* Copies unit u's stored bytes onto its tier and relocates its descriptors
  * for the tier that runs it (a streamed layer reads its staging slot). */
-static int place_unit(sr_offload *o, const sr_unit_list *ul, int u, sr_error *err)
+static int place_unit(sr_offload *o, const sr_unit_list *ul, int u, uint64_t planned,
+                      sr_error *err)
 {
     const sr_model *m = o->m;
     unit_rt *ur = &o->u[u];
@@ -313,6 +321,10 @@ static int place_unit(sr_offload *o, const sr_unit_list *ul, int u, sr_error *er
                .dry = true, .err = err};
     relocate_unit(o, &r, kind, ur);
     const uint64_t derived = r.size;
+    if (derived > planned)      /* a bug, never a silent overcommit */
+        return sr_fail(err, "offload: %s: the model derived %llu bytes from it at load, its plan "
+                       "counted %llu (offload/units.c undercounts)", ul->units[u].name,
+                       (unsigned long long)derived, (unsigned long long)planned);
     if (derived && sr_dev_alloc(o->t[te].dev, (size_t)derived, &ur->derived, err)) return -1;
     r.dry = false;
     r.size = 0;
@@ -346,7 +358,7 @@ void sr_offload_free(sr_offload *o)
         sr_dev_free(&tr->scratch);
         sr_dev_free(&tr->all_logits);
         sr_dev_free(&tr->derived);
-        sr_workspace_free(&tr->ws);
+        sr_dev_free(&tr->ws_buf);
     }
     for (int s = 0; s < o->n_slots; s++) sr_dev_free(&o->slots[s]);
     sr_seq_free(o->seq);
@@ -409,7 +421,7 @@ int sr_offload_create(const sr_model *m, const sr_plan *plan, const sr_unit_list
         o->t[e->exec_tier].runs = true;
         if (e->exec == SR_EXEC_STREAM) o->streamed[o->n_streamed++] = u;
     }
-    if (sr_seq_create(m, ctx, &o->seq, err)) goto fail;
+    if (sr_seq_create_state(m, ctx, &o->seq, err)) goto fail;
 
     o->stream_tier = plan->stream.tier;
     o->prefetch = plan->stream.prefetch;
@@ -432,14 +444,17 @@ int sr_offload_create(const sr_model *m, const sr_plan *plan, const sr_unit_list
         if (!tr->runs) continue;
         if (alloc_tier_scratch(o, tr, ctx, err) || init_tier_view(o, tr, err) ||
             alloc_tier_kv(o, tr, t, ctx, err) ||
-            sr_workspace_init(&tr->ws, m, o->seq->chunk, ctx, err))
+            sr_dev_alloc(tr->dev, (size_t)sr_workspace_buffer_bytes(m, o->seq->chunk, ctx),
+                         &tr->ws_buf, err) ||
+            sr_workspace_init_in(&tr->ws, m, o->seq->chunk, ctx, tr->ws_buf.ptr, tr->ws_buf.size,
+                                 err))
             goto fail;
-        o->stats.scratch[t] += tr->scratch.size;
-        o->stats.derived[t] += tr->derived.size;
+        o->stats.scratch[t] += tr->scratch.size + tr->derived.size + tr->ws_buf.size;
     }
     /* the embedding first: a tied head on its tier reads its buffer */
     for (int u = 0; u < o->n_units; u++)
-        if (place_unit(o, ul, u, err)) goto fail;
+        if (place_unit(o, ul, u, plan->units[u].derived_bytes, err)) goto fail;
+    o->stats.async_copies = o->n_streamed && o->t[o->stream_tier].dev->kind == SR_DEV_CUDA;
     for (int t = 0; t < o->n_tiers; t++) sr_dev_reset_stats(o->t[t].dev);
     *out = o;
     return 0;
@@ -450,12 +465,15 @@ fail:
 
 void sr_offload_reset(sr_offload *o) { sr_seq_reset(o->seq); }
 
+sr_seq *sr_offload_seq(sr_offload *o) { return o->seq; }
+
 const sr_offload_stats *sr_offload_get_stats(const sr_offload *o) { return &o->stats; }
 
 void sr_offload_reset_moved(sr_offload *o)
 {
     o->stats.streamed = o->stats.activations = o->stats.metadata = o->stats.logits = 0;
-    o->stats.steps = 0;
+    o->stats.steps = o->stats.tokens = 0;
+    o->stats.copy_s = o->stats.step_s = 0;
     for (int t = 0; t < o->n_tiers; t++) sr_dev_reset_stats(o->t[t].dev);
 }
 
@@ -512,8 +530,10 @@ static int stream_in(sr_offload *o, int j, sr_error *err)
 {
     if (j >= o->n_streamed) return 0;
     unit_rt *ur = &o->u[o->streamed[j]];
+    const double t0 = now_s();
     if (sr_dev_copy(&o->slots[ur->slot], 0, &ur->stored, 0, (size_t)ur->set.bytes, err))
         return -1;
+    o->stats.copy_s += now_s() - t0;
     o->stats.streamed += ur->set.bytes;
     return 0;
 }
@@ -577,6 +597,7 @@ int sr_offload_forward(sr_offload *o, const int32_t *tokens, int64_t T, float *l
                        (long long)(s->len + T), (long long)s->ctx);
     const int64_t len0 = s->len;
     const sr_switch_state sw0 = s->sw;
+    const double t0 = now_s();
     for (int64_t off = 0; off < T; off += s->chunk) {
         int n = (int)(T - off < s->chunk ? T - off : s->chunk);
         sr_step st;
@@ -588,5 +609,7 @@ int sr_offload_forward(sr_offload *o, const int32_t *tokens, int64_t T, float *l
         }
         sr_step_commit(s, &st);
     }
+    o->stats.step_s += now_s() - t0;
+    o->stats.tokens += (uint64_t)T;
     return 0;
 }

@@ -4,17 +4,19 @@
  * At creation each unit's STORED tensor bytes are copied onto the tier the
  * plan gave it (packed by element size, so the buffer is exactly the planned
  * bytes), and its weight descriptors are rebuilt to point there.  What the
- * model derived from them at load (f32 norms and LoRA stacks, reconstructed
- * double-quant scales, RoPE frequencies) is copied onto the tier that runs
- * the unit and reported separately as `derived` bytes.  A tied head on the
+ * model derived from them at load (f32 norms, biases and LoRA stacks,
+ * reconstructed double-quant scales) is copied onto the tier that runs the
+ * unit: the plan counted it there (sr_plan_unit.derived_bytes), and a unit
+ * that derives more than its plan counted is refused.  A tied head on the
  * embedding's tier reads the embedding's buffer; elsewhere it has its own
  * copy (as planned).
  *
- * Per tier that runs units: the KV blocks of its layers, the activations,
- * the per-token step data (adapter index, RoPE position, hiding bits, token
- * ids) and the per-position hiding bits, sent from the host every step: the
- * adapter metadata always lives where the unit runs (derived checkpoint
- * buffers are never used).
+ * Per tier that runs units, inside its planned reserve: the layer workspace,
+ * the RoPE table, the activations, the per-token step data (adapter index,
+ * RoPE position, hiding bits, token ids) and the per-position hiding bits,
+ * sent from the host every step: the adapter metadata always lives where the
+ * unit runs (derived checkpoint buffers are never used).  Plus the KV blocks
+ * of its layers.  The host keeps only the sequence state (no KV cache).
  *
  * Streamed layers: their stored bytes sit in host memory; each step they are
  * copied into the staging slots of the streaming accelerator (layer j of the
@@ -43,22 +45,28 @@ typedef struct sr_offload_stats {
     uint64_t stored[SR_MAX_DEVICES + 1];    /* unit weights as stored (= plan weights) */
     uint64_t kv[SR_MAX_DEVICES + 1];        /* KV blocks (= plan kv) */
     uint64_t staging[SR_MAX_DEVICES + 1];   /* streaming slots (= plan staging) */
-    uint64_t derived[SR_MAX_DEVICES + 1];   /* load-time conversions (not in the plan) */
-    uint64_t scratch[SR_MAX_DEVICES + 1];   /* activations, step data, logits (reserve) */
+    uint64_t derived[SR_MAX_DEVICES + 1];   /* load-time conversions (= plan derived) */
+    uint64_t scratch[SR_MAX_DEVICES + 1];   /* workspace, RoPE table, activations, step
+                                               data, logits (within the plan's reserve) */
     /* bytes moved since the last reset */
     uint64_t streamed;                      /* weights copied into staging slots */
     uint64_t activations;                   /* hops between tiers */
     uint64_t metadata;                      /* step data + hiding bits sent to tiers */
     uint64_t logits;                        /* logits brought back to the caller */
     uint64_t steps;                         /* forward passes (chunks) run */
+    uint64_t tokens;                        /* tokens processed */
+    double step_s;                          /* wall time in sr_offload_forward */
+    double copy_s;                          /* of which the host thread spent issuing
+                                               (cpu, sim: performing) streamed copies */
+    bool async_copies;                      /* copies overlap compute (CUDA streams); on
+                                               cpu and sim they complete in their call */
 } sr_offload_stats;
 
 /* `ul` must be the units of m's own catalogue (sr_units_from_catalog on
  * m->cat) in the plan's order; `devs` supplies a device per plan tier
  * (accelerator t = devs->gpu[t], the host = devs->host); their budgets are
  * enforced (a sim device holds at most its stated memory).  ctx: positions
- * per sequence.  The host sequence state comes from sr_seq_create (see
- * the note in exec.c). */
+ * per sequence. */
 int sr_offload_create(const sr_model *m, const sr_plan *plan, const sr_unit_list *ul,
                       sr_device_set *devs, int64_t ctx, sr_offload **out, sr_error *err);
 void sr_offload_free(sr_offload *o);
@@ -68,6 +76,10 @@ int sr_offload_forward(sr_offload *o, const int32_t *tokens, int64_t T, float *l
                        bool all_logits, sr_error *err);
 /* Forgets the sequence (keeps every allocation). */
 void sr_offload_reset(sr_offload *o);
+/* The host sequence state (positions, tokens, adapter indices): read it, or
+ * sr_seq_truncate it to keep a prefix (the K/V of kept positions on the
+ * tiers stay valid).  It has no KV cache: never pass it to sr_forward. */
+sr_seq *sr_offload_seq(sr_offload *o);
 
 const sr_offload_stats *sr_offload_get_stats(const sr_offload *o);
 /* Zeroes the moved-byte counters (and the devices' own). */

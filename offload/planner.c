@@ -99,8 +99,12 @@ static uint64_t size_on(const placer *P, int u, int t)
     uint64_t s = U(P, u)->weight_bytes;
     if (U(P, u)->shared_bytes && !(P->embed >= 0 && P->tier[P->embed] == t))
         s += U(P, u)->shared_bytes;     /* a tied head away from the embedding: a copy */
-    if (!(P->stream_tier >= 0 && t == P->host && U(P, u)->unit >= 0)) s += U(P, u)->kv_bytes;
-    if (P->bundle && u == P->embed) s += U(P, P->head)->weight_bytes + U(P, P->head)->kv_bytes;
+    /* KV and derived buffers live where the unit runs: for a streamed layer
+     * that is the staging accelerator (reserved by place_streaming) */
+    if (!(P->stream_tier >= 0 && t == P->host && U(P, u)->unit >= 0))
+        s += U(P, u)->kv_bytes + U(P, u)->derived_bytes;
+    if (P->bundle && u == P->embed)
+        s += U(P, P->head)->weight_bytes + U(P, P->head)->kv_bytes + U(P, P->head)->derived_bytes;
     return s;
 }
 
@@ -486,6 +490,7 @@ static int finish(const placer *P, int prefetch, sr_plan *plan, sr_error *err)
         if (pu->shared_bytes && !(P->embed >= 0 && P->tier[P->embed] == e->tier))
             e->weight_bytes += pu->shared_bytes;
         e->kv_bytes = pu->kv_bytes;
+        e->derived_bytes = pu->derived_bytes;
         bool host = e->tier == P->host;
         e->exec = !host ? SR_EXEC_RESIDENT : (s >= 0 && pu->unit >= 0) ? SR_EXEC_STREAM
                                                                        : SR_EXEC_CPU;
@@ -495,6 +500,7 @@ static int finish(const placer *P, int prefetch, sr_plan *plan, sr_error *err)
         w->weights += e->weight_bytes;
         w->n_units++;
         plan->tiers[e->exec_tier].kv += e->kv_bytes;
+        plan->tiers[e->exec_tier].derived += e->derived_bytes;
         e->seconds = unit_seconds(&rq->tiers[e->exec_tier].perf, pu, rq->batch);
         compute += e->seconds;
         if (e->exec == SR_EXEC_STREAM) {
@@ -528,7 +534,7 @@ static int finish(const placer *P, int prefetch, sr_plan *plan, sr_error *err)
     }
     for (int t = 0; t < rq->n_tiers; t++) {
         sr_tier_usage *w = &plan->tiers[t];
-        w->total = w->weights + w->kv + w->staging + w->reserve;
+        w->total = w->weights + w->kv + w->staging + w->derived + w->reserve;
         if (w->total > rq->tiers[t].budget) {     /* a bug, never a silent overcommit */
             char b[2][32];
             int rc = sr_fail(err, "plan: internal error: %s would hold %s of its %s budget",
@@ -555,7 +561,8 @@ static bool host_has_layers(const placer *P)
 }
 
 /* Placement with host layers streamed through slots on accelerator s: the
- * slots and the KV of the streamed layers are taken out of s's room first;
+ * slots and the KV (+ derived buffers) of the streamed layers are taken out
+ * of s's room first;
  * taking room out may push more layers to the host, so repeat until the
  * reservation covers them. */
 static int place_streaming(placer *P, int s, int prefetch, const uint64_t *cap0, sr_error *err)
@@ -576,7 +583,8 @@ static int place_streaming(placer *P, int s, int prefetch, const uint64_t *cap0,
         if (run_strategy(P, err)) return -1;
         uint64_t kv = 0;
         for (int u = 0; u < P->rq->n_units; u++)
-            if (P->tier[u] == P->host && U(P, u)->unit >= 0) kv += U(P, u)->kv_bytes;
+            if (P->tier[u] == P->host && U(P, u)->unit >= 0)
+                kv += U(P, u)->kv_bytes + U(P, u)->derived_bytes;
         if (kv <= kv_reserved) return 0;
         kv_reserved = kv;
     }

@@ -3,7 +3,9 @@
  *
  * Units are never split: the embedding, each decoder layer (its weights,
  * LoRA stacks included, plus its KV cache for the context and batch), and the
- * head (final norm + lm_head).  Sizes are the STORED bytes: for bitsandbytes
+ * head (final norm + lm_head).  What the model derives from a unit's tensors
+ * at load (derived_bytes) is held where the unit runs and counted there with
+ * its KV cache, so a run never needs memory its plan did not count.  Sizes are the STORED bytes: for bitsandbytes
  * checkpoints the packed codes plus absmax, quant maps, nested statistics and
  * quant_state, never the float size.
  *
@@ -66,6 +68,9 @@ typedef struct sr_plan_unit {
     uint64_t read_bytes;        /* bytes its kernels read per token; 0: weight +
                                    shared bytes (the embedding reads one row) */
     uint64_t macs;              /* multiply-adds per token */
+    uint64_t derived_bytes;     /* what the model builds from its tensors at load (f32 norms,
+                                   biases and LoRA stacks, block scales): held on the tier
+                                   that runs the unit, like its KV cache */
 } sr_plan_unit;
 
 typedef struct sr_tier_perf {
@@ -123,13 +128,15 @@ typedef struct sr_plan_entry {
     sr_exec exec;               /* RESIDENT, STREAM or CPU */
     uint64_t weight_bytes;      /* on `tier`, a tied head's copy included */
     uint64_t kv_bytes;          /* on `exec_tier` */
+    uint64_t derived_bytes;     /* on `exec_tier` */
     double seconds;             /* its share of a decode step */
     char reason[192];
 } sr_plan_entry;
 
 typedef struct sr_tier_usage {
     uint64_t weights, kv, staging, reserve;
-    uint64_t total;             /* the four above; <= the tier's budget */
+    uint64_t derived;           /* load-time conversions of the units that run here */
+    uint64_t total;             /* the five above; <= the tier's budget */
     int n_units;
 } sr_tier_usage;
 

@@ -1,6 +1,8 @@
 #include "offload/units.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,109 @@ static uint64_t tensor_macs(const sr_tensor *t, sr_part part, int n_adapters)
     if (part == SR_PART_LORA_A || part == SR_PART_LORA_B)
         return (uint64_t)n / (uint64_t)(n_adapters > 0 ? n_adapters : 1);
     return 0;
+}
+
+/* ---- what the model derives from a unit's tensors at load ----------------- */
+
+static uint64_t up_derived(uint64_t n) { return (n + SR_DERIVED_ALIGN - 1) / SR_DERIVED_ALIGN * SR_DERIVED_ALIGN; }
+
+static bool is_float(sr_dtype d) { return d == SR_F32 || d == SR_BF16 || d == SR_F16; }
+
+static bool is_matrix_role(sr_role r)
+{
+    switch (r) {
+    case SR_ROLE_EMBED: case SR_ROLE_LM_HEAD: case SR_ROLE_Q: case SR_ROLE_K: case SR_ROLE_V:
+    case SR_ROLE_QKV: case SR_ROLE_O: case SR_ROLE_GATE: case SR_ROLE_UP: case SR_ROLE_DOWN:
+    case SR_ROLE_MLP_IN: case SR_ROLE_MLP_OUT:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The buffers quant/qload.c builds for one matrix: f32 block scales of a
+ * 4-bit weight (one per absmax entry), int8 row scales, an aligned copy of a
+ * float weight stored at an odd offset. */
+static uint64_t matrix_derived(const sr_catalog_entry *e)
+{
+    const int64_t n = sr_tensor_numel(e->t);
+    if (n < 0) return 0;
+    if (e->part == SR_PART_ABSMAX || e->part == SR_PART_SCB)
+        return up_derived((uint64_t)n * sizeof(float));
+    if (e->part == SR_PART_WEIGHT && is_float(e->t->dtype) &&
+        (uintptr_t)e->t->data % sr_dtype_size(e->t->dtype))
+        return up_derived(e->t->nbytes);
+    return 0;
+}
+
+/* LoRA group of a projection role (the SR_LORA_* target bit), 0 if none. */
+static unsigned lora_target(sr_role r)
+{
+    switch (r) {
+    case SR_ROLE_QKV: return SR_LORA_QKV;
+    case SR_ROLE_O: return SR_LORA_O;
+    case SR_ROLE_MLP_IN: return SR_LORA_IN;
+    case SR_ROLE_MLP_OUT: return SR_LORA_OUT;
+    default: return 0;
+    }
+}
+
+uint64_t sr_unit_derived_bytes(const sr_catalog *cat, const sr_config *cfg, int unit)
+{
+    uint64_t total = 0, bias_qkv = 0, bias_o = 0;
+    /* per LoRA group: slices, adapters, rank, in features, B elements */
+    int slices[4] = {0}, n_ad[4] = {0};
+    int64_t rank[4] = {0}, in[4] = {0};
+    const bool lora = cfg->arch == SR_ARCH_GRANITE_SWITCH && cfg->num_adapters > 0;
+    for (size_t i = 0; i < cat->n; i++) {
+        const sr_catalog_entry *e = &cat->entries[i];
+        /* a tied head is a second descriptor over the embedding's tensors */
+        const bool mine = e->unit == unit ||
+                          (unit == SR_UNIT_HEAD && cat->head_tied && e->unit == SR_UNIT_EMBED);
+        if (!mine) continue;
+        const int64_t n = sr_tensor_numel(e->t);
+        if (n < 0) continue;
+        switch (e->role) {
+        case SR_ROLE_FINAL_NORM: case SR_ROLE_INPUT_NORM: case SR_ROLE_POST_NORM:
+        case SR_ROLE_Q_NORM: case SR_ROLE_K_NORM:
+            if (e->part == SR_PART_WEIGHT && (e->role != SR_ROLE_Q_NORM || cfg->qk_norm) &&
+                (e->role != SR_ROLE_K_NORM || cfg->qk_norm))
+                total += up_derived((uint64_t)n * sizeof(float));
+            continue;
+        default:
+            break;
+        }
+        if (!is_matrix_role(e->role)) continue;
+        total += matrix_derived(e);
+        if (e->part == SR_PART_BIAS && cfg->attention_bias) {
+            if (e->role == SR_ROLE_O) bias_o += (uint64_t)n;
+            else if (e->role == SR_ROLE_Q || e->role == SR_ROLE_K || e->role == SR_ROLE_V ||
+                     e->role == SR_ROLE_QKV)
+                bias_qkv += (uint64_t)n;
+        }
+        const unsigned tgt = lora_target(e->role);
+        if (!lora || !tgt || !(cfg->lora_targets & tgt)) continue;
+        const int g = tgt == SR_LORA_QKV ? 0 : tgt == SR_LORA_O ? 1 : tgt == SR_LORA_IN ? 2 : 3;
+        if (e->part == SR_PART_LORA_A && e->t->ndim == 4) {
+            /* [N, 1, R, in] */
+            slices[g]++;
+            n_ad[g] = (int)e->t->shape[0];
+            rank[g] = e->t->shape[2];
+            in[g] = e->t->shape[3];
+        } else if (e->part == SR_PART_LORA_B) {
+            total += up_derived((uint64_t)n * sizeof(float));     /* B of one slice */
+        }
+    }
+    if (bias_qkv) total += up_derived(bias_qkv * sizeof(float));
+    if (bias_o) total += up_derived(bias_o * sizeof(float));
+    for (int g = 0; g < 4; g++) {
+        if (!slices[g]) continue;
+        const uint64_t N = (uint64_t)n_ad[g], S = (uint64_t)slices[g];
+        total += up_derived(N * sizeof(int));                                   /* ranks */
+        total += up_derived(N * S * (uint64_t)rank[g] * (uint64_t)in[g] * sizeof(float)); /* A */
+        total += up_derived(N * S * sizeof(bool));                              /* live */
+    }
+    return total;
 }
 
 static int alloc_list(sr_unit_list *l, int n_units, size_t n_tensors, sr_error *err)
@@ -84,6 +189,8 @@ int sr_units_from_catalog(const sr_catalog *cat, const sr_config *cfg, const sr_
         return sr_fail(err, "units: catalogue byte totals disagree with its entries");
     }
     for (int i = 0; i < L; i++) out->units[1 + i].kv_bytes = kv;
+    for (int u = 0; u < L + 2; u++)
+        out->units[u].derived_bytes = sr_unit_derived_bytes(cat, cfg, out->units[u].unit);
     /* the embedding reads one row per sequence; the head multiplies with
      * the whole [vocab, hidden] matrix (its own, or the embedding's) */
     sr_plan_unit *eu = &out->units[0], *hu = &out->units[L + 1];

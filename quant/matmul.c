@@ -316,6 +316,10 @@ void sr_matmul(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, floa
                int64_t ldy)
 {
     sr_isa isa = sr_isa_detect();
+    /* Opt-in int8 kernels (quant/matmul_vnni.c); -1: not for this call. */
+    if (isa == SR_ISA_AVX512 && sr_matmul_get_mode() == SR_MATMUL_INT8 &&
+        !sr_matmul_int8(w, x, n, ldx, y, ldy))
+        return;
     if (n <= 8) sr_matmul_decode(w, x, n, ldx, y, ldy, isa);
     else sr_matmul_prefill(w, x, n, ldx, y, ldy, isa);
 }

@@ -40,4 +40,22 @@ void sr_matmul_prefill(const sr_qmatrix *w, const float *x, int64_t n, int64_t l
  * the linked OpenBLAS exports cblas_sbgemm. */
 int sr_matmul_bf16_available(void);
 
+/* Kernel numerics of sr_matmul.  SR_MATMUL_EXACT (the default): the exact
+ * f32 kernels above.  SR_MATMUL_INT8 (opt-in, quant/matmul_vnni.c): for
+ * NF4 / FP4 / LLM.int8 weights on CPUs with AVX-512 VNNI, activations are
+ * quantized to int8 per block of 32 and the 4-bit codes approximated in
+ * int8 (matmul_kernels.h documents both); other formats, shapes and CPUs
+ * stay exact.  The mode is STRATA_KERNELS=exact|int8, read once at the first
+ * call, unless sr_matmul_set_mode set it. */
+typedef enum sr_matmul_mode { SR_MATMUL_EXACT, SR_MATMUL_INT8 } sr_matmul_mode;
+void sr_matmul_set_mode(sr_matmul_mode mode);
+sr_matmul_mode sr_matmul_get_mode(void);
+/* Does this CPU have the int8 kernels (AVX-512 F/BW/VL/DQ + VNNI)? */
+int sr_matmul_int8_available(void);
+/* The int8 path explicitly (n <= 8 decode, else prefill).  Returns 0 when
+ * it computed y, -1 when it cannot take the call (no VNNI, format or shape
+ * not covered, out of memory): y is untouched then. */
+int sr_matmul_int8(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
+                   int64_t ldy);
+
 #endif

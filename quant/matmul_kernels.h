@@ -85,4 +85,37 @@ extern const sr_kernels sr_kernels_avx512;
 /* Kernels of `isa`, downgraded to what this CPU supports. */
 const sr_kernels *sr_kernels_for(sr_isa isa);
 
+/* ---- opt-in int8 path (quant/matmul_vnni.c) ------------------------------
+ *
+ * Activations: each x row is cut into blocks of SR_INT8_XBLOCK elements from
+ * element 0 (the last one zero-padded).  Per block m = max|x|, the scale is
+ * d = m / 127 and the codes q = rint(x * fl(127 / m)) (f32 ops, ties to
+ * even, |q| <= 127, |x - d q| <= d/2 up to f32 rounding); m = 0 gives
+ * q = 0; a NaN or infinity in the block gives q = 0 and m = NaN (the outputs
+ * it touches become NaN).
+ * 4-bit weights: code i -> int8 sr_int8_q4_table(f)[i] = rint(a * value_i)
+ * with a = sr_int8_q4_scale(f), so value_i ~ table[i] / a.  a is chosen per
+ * table: NF4 a = 123.25, the minimax choice (max |value - table/a| =
+ * 0.00286, RMS 0.00201; a = 127 gives 0.00367 / 0.00219); FP4 a = 120
+ * (14 of the 16 codes exact, max error 0.00313 on the +-0.0052 codes; a =
+ * 127 gives 0.00394).  LLM.int8 weights keep their codes (scale SCB / 127).
+ * Each product block sums code * q exactly in int32 and is scaled in f32 by
+ * d / a (or d / 127) times the weight block scale (or SCB). */
+#define SR_INT8_XBLOCK 32
+#define SR_INT8_NF4_SCALE 123.25f
+#define SR_INT8_FP4_SCALE 120.0f
+
+const int8_t *sr_int8_q4_table(sr_wformat f);
+float sr_int8_q4_scale(sr_wformat f);
+
+/* The activation quantizer of the kernels: x[0..len) -> codes q (room for
+ * whole blocks: ceil(len / 32) * 32, padding codes 0), per block absmax[b]
+ * = m and sum[b] = Σ codes. */
+void sr_int8_quantize_x(const float *x, int64_t len, int8_t *q, float *absmax, int32_t *sum);
+
+/* True if the int8 kernels take w: LLM.int8 any shape; 4-bit with cols a
+ * multiple of 32 and a power-of-two blocksize >= 32 (activation blocks never
+ * cross a row or a weight block). */
+int sr_matmul_int8_fits(const sr_qmatrix *w);
+
 #endif

@@ -1,63 +1,117 @@
+/* Attention as small matrix products: a block of up to ATTN_ROWS (query,
+ * head) rows that share one KV head gets its scores from one sgemm
+ * (S = scale · Q Kᵀ), a softmax per row, and its output from a second sgemm
+ * (O = P V).  Every key and value row is read once per block instead of
+ * once per (query, head), and the dot products run in OpenBLAS's kernels.
+ *
+ * Blocks: with few queries (decode) one query and the heads of one KV group
+ * (rows hd apart); with many (prefill) one head and consecutive queries
+ * (rows ldq apart).  A block spans the keys of its last query; the keys
+ * beyond a row's own causal limit get weight exactly 0, as do hidden keys. */
 #include "runtime/attention.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdbool.h>
+
+#include "runtime/vmath.h"
+
+/* Rows of one block: S is ATTN_ROWS x n_keys per thread. */
+#define ATTN_ROWS 16
+/* Up to this many queries the blocks are (query, all heads of a group). */
+#define HEAD_BLOCKS_MAX_T 4
 
 int64_t sr_attention_scratch_floats(int64_t n_keys)
 {
-    return (int64_t)omp_get_max_threads() * n_keys;
+    return (int64_t)omp_get_max_threads() * ATTN_ROWS * n_keys;
 }
 
-static float dot(const float *a, const float *b, int n)
-{
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int d = 0; d < n; d++) s += a[d] * b[d];
-    return s;
-}
+/* One block: `rows` rows, row r is query i0 + r*di of head h0 + r*dh. */
+typedef struct attn_block {
+    int g;              /* KV head */
+    int i0, di;         /* first query, query step per row */
+    int h0, dh;         /* first head, head step per row */
+    int rows;
+} attn_block;
 
-/* One query head over keys 0..n_keys-1 of its KV head. */
-static void attend_one(const sr_attn_args *a, int h, int i, float *p)
+/* s[0..n) := softmax of the visible scores s[0..n) in place; keys
+ * n..width-1 (beyond this query's causal limit) get 0. */
+SR_VEC_CLONES static void softmax_row(float *s, int64_t n, int64_t width, const uint32_t *key_mem,
+                                      uint32_t sup)
 {
-    const int hd = a->hd, g = h / (a->nh / a->nkv);
-    const int64_t n_keys = a->p0 + i + 1;
-    const float *q = a->q + (int64_t)i * a->ldq + (int64_t)h * hd;
-    const float *k = a->k + g * a->head_stride, *v = a->v + g * a->head_stride;
-    const uint32_t sup = a->qsup ? a->qsup[i] : 0;
-    float *o = a->out + (int64_t)i * a->ldo + (int64_t)h * hd;
-
+    if (sup)
+        for (int64_t j = 0; j < n; j++)
+            if (key_mem[j] & sup) s[j] = -INFINITY;     /* hidden: weight exactly 0 */
     float mx = -INFINITY;
-    for (int64_t j = 0; j < n_keys; j++) {
-        if (sup && (a->key_mem[j] & sup)) {
-            p[j] = -INFINITY;       /* hidden: exactly zero weight */
-            continue;
-        }
-        p[j] = dot(q, k + j * hd, hd) * a->scale;
-        if (p[j] > mx) mx = p[j];
-    }
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
     /* the query's own key is never hidden, so mx is finite for finite input */
     float sum = 0.0f;
-    for (int64_t j = 0; j < n_keys; j++) {
-        p[j] = expf(p[j] - mx);
-        sum += p[j];
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; j++) {
+        float e = sr_vexpf(s[j] - mx);         /* exp(-inf) = 0 exactly */
+        s[j] = e;
+        sum += e;
     }
-    for (int d = 0; d < hd; d++) o[d] = 0.0f;
-    for (int64_t j = 0; j < n_keys; j++) {
-        float w = p[j] / sum;
-        if (w == 0.0f) continue;
-        const float *vj = v + j * hd;
+    const float inv = 1.0f / sum;
 #pragma omp simd
-        for (int d = 0; d < hd; d++) o[d] += w * vj[d];
+    for (int64_t j = 0; j < n; j++) s[j] *= inv;
+    for (int64_t j = n; j < width; j++) s[j] = 0.0f;
+}
+
+static void attend_block(const sr_attn_args *a, const attn_block *b, float *s)
+{
+    const int hd = a->hd;
+    const int64_t width = a->p0 + b->i0 + (int64_t)(b->rows - 1) * b->di + 1;
+    const float *k = a->k + b->g * a->head_stride, *v = a->v + b->g * a->head_stride;
+    const float *q = a->q + (int64_t)b->i0 * a->ldq + (int64_t)b->h0 * hd;
+    float *o = a->out + (int64_t)b->i0 * a->ldo + (int64_t)b->h0 * hd;
+    /* both strides are uniform: one of di, dh is 0 */
+    const int64_t ldq = b->di * a->ldq + b->dh * hd, ldo = b->di * a->ldo + b->dh * hd;
+
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b->rows, (int)width, hd, a->scale, q,
+                (int)ldq, k, hd, 0.0f, s, (int)width);
+    for (int r = 0; r < b->rows; r++) {
+        const int i = b->i0 + r * b->di;
+        const uint32_t sup = a->qsup && a->key_mem ? a->qsup[i] : 0;
+        softmax_row(s + (int64_t)r * width, a->p0 + i + 1, width, a->key_mem, sup);
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b->rows, hd, (int)width, 1.0f, s,
+                (int)width, v, hd, 0.0f, o, (int)ldo);
 }
 
 void sr_attention(const sr_attn_args *a)
 {
-    const int nh = a->nh, T = a->T;
-    const int64_t n_keys_max = a->p0 + T;
-    const int64_t work = (int64_t)nh * T * n_keys_max * a->hd;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work > 32768)
-    for (int h = 0; h < nh; h++)
-        for (int i = 0; i < T; i++)
-            attend_one(a, h, i, a->scratch + (int64_t)omp_get_thread_num() * n_keys_max);
+    const int T = a->T, G = a->nh / a->nkv;
+    const bool head_blocks = T <= HEAD_BLOCKS_MAX_T;
+    /* head blocks: per KV head, ceil(G / ATTN_ROWS) head chunks per query;
+     * query blocks: per head, ceil(T / ATTN_ROWS) query chunks */
+    const int per_unit = head_blocks ? (G + ATTN_ROWS - 1) / ATTN_ROWS
+                                     : (T + ATTN_ROWS - 1) / ATTN_ROWS;
+    const int units = head_blocks ? a->nkv * T : a->nh;
+    const int64_t n_blocks = (int64_t)units * per_unit;
+    const int64_t work = (int64_t)a->nh * T * (a->p0 + T) * a->hd;
+#pragma omp parallel for schedule(dynamic, 1) if (work > 32768 && n_blocks > 1)
+    for (int64_t bi = 0; bi < n_blocks; bi++) {
+        const int u = (int)(bi / per_unit), c = (int)(bi % per_unit);
+        attn_block b;
+        if (head_blocks) {
+            b.g = u / T;
+            b.i0 = u % T;
+            b.di = 0;
+            b.h0 = b.g * G + c * ATTN_ROWS;
+            b.dh = 1;
+            b.rows = G - c * ATTN_ROWS < ATTN_ROWS ? G - c * ATTN_ROWS : ATTN_ROWS;
+        } else {
+            b.g = u / G;
+            b.h0 = u;
+            b.dh = 0;
+            b.i0 = c * ATTN_ROWS;
+            b.di = 1;
+            b.rows = T - b.i0 < ATTN_ROWS ? T - b.i0 : ATTN_ROWS;
+        }
+        float *s = a->scratch + (int64_t)omp_get_thread_num() * ATTN_ROWS * (a->p0 + T);
+        attend_block(a, &b, s);
+    }
 }

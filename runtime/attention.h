@@ -4,7 +4,9 @@
  * Mem(t_j) & (Sup(a_i) & ~Mem(t_i)) != 0.  Never extra head dims.
  *
  * Scores = scale · q·k (scale = attention_multiplier), fp32 softmax over the
- * visible keys, output = Σ p_j v_j.  Threads: OpenMP over (head, query). */
+ * visible keys, output = Σ p_j v_j.  Computed per block of (query, head)
+ * rows sharing a KV head with two sgemm calls (attention.c); threads:
+ * OpenMP over the blocks. */
 #ifndef SR_ATTENTION_H
 #define SR_ATTENTION_H
 
@@ -26,7 +28,8 @@ typedef struct sr_attn_args {
     float *scratch;             /* sr_attention_scratch_floats(p0+T) floats */
 } sr_attn_args;
 
-/* Floats of scratch sr_attention needs for `n_keys` keys (per OpenMP thread). */
+/* Floats of scratch sr_attention needs for up to `n_keys` keys, for all
+ * OpenMP threads together (16 score rows of n_keys per thread). */
 int64_t sr_attention_scratch_floats(int64_t n_keys);
 
 void sr_attention(const sr_attn_args *a);

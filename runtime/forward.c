@@ -8,6 +8,7 @@
 #include "runtime/alloc.h"
 #include "runtime/attention.h"
 #include "runtime/log.h"
+#include "runtime/vmath.h"
 
 #define DEFAULT_CHUNK 256
 /* below this many floats per row-wise pass, threads cost more than they save */
@@ -207,12 +208,28 @@ void sr_embed_forward(const sr_model *m, const sr_step *st, float *x)
 }
 
 /* out = w ⊙ (x · rsqrt(mean(x²) + eps)), as the reference's fp32 RMSNorm. */
-static void rmsnorm_row(const float *x, const float *w, int64_t n, float eps, float *out)
+SR_VEC_CLONES static void rmsnorm_row(const float *x, const float *w, int64_t n, float eps, float *out)
 {
     double ss = 0;
+#pragma omp simd reduction(+ : ss)
     for (int64_t j = 0; j < n; j++) ss += (double)x[j] * x[j];
     float r = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+#pragma omp simd
     for (int64_t j = 0; j < n; j++) out[j] = w[j] * (x[j] * r);
+}
+
+/* out = silu(gate) ⊙ up */
+SR_VEC_CLONES static void silu_mul_row(const float *gate, const float *up, int64_t n, float *out)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) out[j] = gate[j] / (1.0f + sr_vexpf(-gate[j])) * up[j];
+}
+
+/* x += y · mult */
+SR_VEC_CLONES static void add_scaled_row(float *x, const float *y, int64_t n, float mult)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) x[j] = x[j] + y[j] * mult;
 }
 
 static void rmsnorm_rows(const float *x, const float *w, int T, int64_t n, float eps, float *out)
@@ -236,8 +253,7 @@ static void proj_forward(const sr_proj *p, const float *u, int T, int64_t ldu, c
 static void residual_add(float *x, const float *y, int T, int64_t n, float mult)
 {
 #pragma omp parallel for if ((int64_t)T * n > PAR_MIN)
-    for (int i = 0; i < T; i++)
-        for (int64_t j = 0; j < n; j++) x[i * n + j] = x[i * n + j] + y[i * n + j] * mult;
+    for (int i = 0; i < T; i++) add_scaled_row(x + i * n, y + i * n, n, mult);
 }
 
 void sr_layer_forward_w(const sr_model *m, const sr_layer_weights *w, int l, sr_kv_cache *kv,
@@ -282,11 +298,8 @@ void sr_layer_forward_w(const sr_model *m, const sr_layer_weights *w, int l, sr_
     rmsnorm_rows(x, w->post_norm, T, H, m->eps, ws->u);
     proj_forward(&w->mlp_in, ws->u, T, H, st->adapter, ws->gu, 2 * I, ws->lora);
 #pragma omp parallel for if ((int64_t)T * I > PAR_MIN)
-    for (int i = 0; i < T; i++) {
-        const float *gate = ws->gu + i * 2 * I, *up = gate + I;
-        float *o = ws->act + i * I;
-        for (int64_t j = 0; j < I; j++) o[j] = gate[j] / (1.0f + expf(-gate[j])) * up[j];
-    }
+    for (int i = 0; i < T; i++)
+        silu_mul_row(ws->gu + i * 2 * I, ws->gu + i * 2 * I + I, I, ws->act + i * I);
     proj_forward(&w->mlp_out, ws->act, T, I, st->adapter, ws->proj, H, ws->lora);
     residual_add(x, ws->proj, T, H, m->res_mult);
 }

@@ -33,6 +33,14 @@ int sr_workspace_init(sr_workspace *ws, const sr_model *m, int max_t, int64_t ct
 void sr_workspace_free(sr_workspace *ws);
 uint64_t sr_workspace_bytes(const sr_model *m, int max_t, int64_t ctx);
 
+/* The same workspace over caller memory (e.g. a buffer on the tier that runs
+ * the layers): buf, 64-byte aligned, of at least sr_workspace_buffer_bytes()
+ * bytes (each buffer starts on a 64-byte boundary).  The buffer stays the
+ * caller's: never pass such a workspace to sr_workspace_free. */
+uint64_t sr_workspace_buffer_bytes(const sr_model *m, int max_t, int64_t ctx);
+int sr_workspace_init_in(sr_workspace *ws, const sr_model *m, int max_t, int64_t ctx, void *buf,
+                         size_t size, sr_error *err);
+
 /* Per-token data of one call, shared by every unit. */
 typedef struct sr_step {
     int T;                      /* tokens in this call */
@@ -64,6 +72,16 @@ typedef struct sr_seq {
  * A ctx above max_position_embeddings is allowed (HF does not enforce it). */
 int sr_seq_create(const sr_model *m, int64_t ctx, sr_seq **out, sr_error *err);
 void sr_seq_free(sr_seq *s);
+/* Prefill tokens per pass (sr_seq.chunk) for a context of ctx positions. */
+int sr_seq_chunk(int64_t ctx);
+/* The sequence state alone, for callers whose layers keep K/V and
+ * activations elsewhere (offload/exec.c: on the tiers that run them):
+ * positions, switch state, Mem bits and step arrays, no KV blocks (kv.k and
+ * kv.v are NULL), no workspace, no activations.  sr_step_begin /
+ * sr_step_commit / sr_seq_reset / sr_seq_truncate / sr_seq_free work on it;
+ * sr_forward does not.  sr_seq_state_bytes: what it allocates. */
+int sr_seq_create_state(const sr_model *m, int64_t ctx, sr_seq **out, sr_error *err);
+uint64_t sr_seq_state_bytes(int64_t ctx);
 /* Forget every token (keeps the allocations). */
 void sr_seq_reset(sr_seq *s);
 

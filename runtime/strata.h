@@ -7,6 +7,9 @@
  *   strata_session    one sequence: its KV cache, the logits of its last
  *                     token and its sampler.  Use a session from one thread
  *                     at a time; separate sessions may run in parallel.
+ *                     A model placed on devices (strata_model_params.devices)
+ *                     runs one session at a time: its plan holds the KV cache
+ *                     of one sequence on the tiers.
  *
  * A typical program:
  *
@@ -38,7 +41,7 @@
 extern "C" {
 #endif
 
-#define STRATA_API_VERSION 1
+#define STRATA_API_VERSION 2     /* 2: placement (devices, max_memory, ...) */
 
 /* ---- errors ---------------------------------------------------------------- */
 
@@ -78,13 +81,29 @@ typedef struct strata_model_params {
                                    at most 4096 */
     int check_finite;           /* refuse weights holding NaN or Inf (scans them at load) */
     const char *tokenizer;      /* tokenizer.json to use; NULL: DIR/tokenizer.json if any */
-    const char *devices;        /* placement: NULL or "cpu" (every unit on the CPU); other
-                                   placements are not wired into the API yet and fail with
-                                   STRATA_ERR_UNSUPPORTED */
+    /* Placement, as `strata plan` takes it.  devices: NULL or "cpu" runs every
+     * unit on the CPU (the fast path; the fields below must then be unset);
+     * "sim:2x512MiB,sim:1GiB" simulated accelerators (host memory with
+     * their own budgets, synchronous copies: for tests and planning);
+     * "cuda" the GPUs present (STRATA_ERR_UNSUPPORTED where this build or
+     * machine cannot run on them).  A placed model is planned for n_ctx
+     * positions (default_ctx) and one sequence at a time; each unit's
+     * weights are copied onto its tier, host-tier layers are streamed to an
+     * accelerator or run on the CPU.  Logits are bit-identical to the CPU
+     * run.  See strata_model_placement. */
+    const char *devices;
     /* Called while loading with the fraction of the weight bytes read so far
      * (0..1, ends with 1); NULL: none. */
     void (*progress)(double fraction, void *user);
     void *progress_user;
+    /* (API version 2) */
+    const char *max_memory;     /* budgets: "cuda:0=3GiB,1=6GiB,cpu=20GiB" or "0=3GiB";
+                                   NULL: free memory, available RAM - 1 GiB */
+    const char *strategy;       /* "auto" (NULL), "balanced", "balanced_low_0", "sequential" */
+    const char *device_map;     /* accelerate device-map JSON file; replaces strategy */
+    const char *host_exec;      /* host-tier layers: "auto" (NULL), "stream", "cpu" */
+    int prefetch;               /* streaming prefetch distance: 0 the default (2, 1 when
+                                   tight), n > 0 that distance, -1 none */
 } strata_model_params;
 
 strata_model_params strata_model_default_params(void);
@@ -115,6 +134,47 @@ void strata_model_get_info(const strata_model *m, strata_model_info *info);
 /* Bytes of one session's state (KV cache + per-position data) for n_ctx
  * positions (0: the default). */
 uint64_t strata_model_session_bytes(const strata_model *m, int64_t n_ctx);
+
+/* ---- placement (API version 2) ---------------------------------------------- */
+
+#define STRATA_MAX_TIERS 17     /* 16 accelerators + the host */
+
+typedef struct strata_tier_usage {
+    char name[32];              /* "sim:0", "cuda:1"; the host "cpu" comes last */
+    uint64_t budget;            /* the most the plan may use there */
+    /* what the plan counted there (before anything was loaded onto it) */
+    uint64_t planned;           /* weights + kv + staging + derived + reserve, <= budget */
+    uint64_t weights;           /* stored bytes of the units placed there */
+    uint64_t kv;                /* KV cache of the layers that run there */
+    uint64_t staging;           /* slots streamed layers are copied into */
+    uint64_t derived;           /* f32 norms / LoRA stacks / block scales of the units
+                                   that run there (built at load) */
+    uint64_t reserve;           /* run scratch: workspace, activations, logits */
+    int n_units;                /* units whose weights live there */
+    /* what the run holds there now (<= planned) */
+    uint64_t used, peak;
+} strata_tier_usage;
+
+typedef struct strata_placement {
+    int n_tiers;                /* 0: not placed (the CPU fast path); nothing else is set */
+    strata_tier_usage tiers[STRATA_MAX_TIERS];
+    const char *strategy;       /* "balanced", "balanced_low_0", "sequential", "map" */
+    const char *host_exec;      /* "stream" or "cpu": what host-tier decoder layers do */
+    const char *host_exec_reason;   /* the planner's why */
+    int n_streamed;             /* decoder layers streamed per token */
+    const char *stream_tier;    /* the accelerator holding the staging slots, or NULL */
+    int prefetch, slots;
+    uint64_t stream_bytes_per_token;    /* weight bytes copied per forward pass (planned) */
+    double predicted_s_per_token;       /* the plan's time model, stated parameters */
+    int64_t ctx;                /* positions planned for (the most a session may hold) */
+    int async_copies;           /* 1: copies overlap compute (CUDA streams); 0: they
+                                   complete in their call (cpu, sim): no overlap */
+} strata_placement;
+
+/* Where the model's units are and what each tier holds.  Strings stay valid
+ * until strata_model_free. */
+strata_status strata_model_placement(const strata_model *m, strata_placement *out,
+                                     strata_error *err);
 
 /* ---- adapters (Granite Switch) --------------------------------------------- */
 
@@ -240,6 +300,25 @@ strata_status strata_session_set_sampling(strata_session *s, const strata_sampli
                                           strata_error *err);
 /* Chooses a token from the current logits (does not feed it). */
 strata_status strata_session_sample(strata_session *s, int32_t *token, strata_error *err);
+
+/* Bytes a placed model's session moved between tiers since it was created or
+ * its counters were reset (all zero on the CPU fast path). */
+typedef struct strata_transfer_stats {
+    uint64_t passes;            /* forward passes: prefill chunks + decode steps */
+    uint64_t tokens;            /* tokens they processed */
+    uint64_t streamed;          /* weight bytes copied into staging slots */
+    uint64_t activations;       /* activations hopping between tiers */
+    uint64_t metadata;          /* per-token step data sent to the accelerators */
+    uint64_t logits;            /* logits brought back to the host */
+    double run_s;               /* wall time of those passes */
+    double copy_s;              /* of which the host spent in streamed copies */
+    double overlap;             /* fraction of the copy time hidden behind compute: 0 with
+                                   synchronous copies (cpu, sim), -1 where not measured */
+} strata_transfer_stats;
+
+strata_status strata_session_transfers(const strata_session *s, strata_transfer_stats *out,
+                                       strata_error *err);
+void strata_session_reset_transfers(strata_session *s);
 
 /* ---- generation ------------------------------------------------------------ */
 

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <omp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "offload/placement.h"
 #include "runtime/alloc.h"
 #include "runtime/chat.h"
 #include "runtime/forward.h"
@@ -32,11 +34,21 @@ struct strata_model {
     int n_threads;                  /* fixed at open: workspaces are sized for it */
     int64_t default_ctx;
     uint64_t weight_bytes;
+    struct placed *placed;          /* NULL: every unit on the CPU (the fast path) */
 };
+
+/* A model placed on devices: the plan and its executor.  The plan holds the
+ * KV cache of one sequence on the tiers, so one session at a time runs. */
+typedef struct placed {
+    sr_placement *pl;
+    atomic_bool busy;
+} placed;
 
 struct strata_session {
     const strata_model *model;
-    sr_seq *seq;
+    sr_seq *seq;                    /* own (CPU), or the placement's state */
+    sr_offload *exec;               /* placed model: runs every pass; NULL on the CPU */
+    int64_t ctx;                    /* positions this session may hold */
     float *logits;                  /* [V] of the last fed token */
     bool logits_valid;
     sr_sampler smp;
@@ -188,6 +200,8 @@ static void model_free(strata_model *sm)
     sr_free(sm->names);
     sr_chat_free(&sm->chat);
     sr_tokenizer_free(sm->tok);
+    if (sm->placed) sr_placement_free(sm->placed->pl);
+    sr_free(sm->placed);
     sr_model_free(sm->m);
     sr_free(sm);
 }
@@ -229,6 +243,43 @@ static strata_status adapter_names(strata_model *sm, strata_error *err)
     return STRATA_OK;
 }
 
+static strata_status placement_status(sr_placement_failure why)
+{
+    switch (why) {
+    case SR_PLACEMENT_IO: return STRATA_ERR_IO;
+    case SR_PLACEMENT_NO_FIT: return STRATA_ERR_MEMORY;
+    case SR_PLACEMENT_UNSUPPORTED: return STRATA_ERR_UNSUPPORTED;
+    case SR_PLACEMENT_RUN: return STRATA_ERR_MEMORY;
+    default: return STRATA_ERR_ARGUMENT;
+    }
+}
+
+/* Plans the loaded model over p->devices and copies every unit onto its
+ * tier (the executor of every session). */
+static strata_status place(strata_model *sm, const char *dir, const strata_model_params *p,
+                           strata_error *err)
+{
+    sm->placed = sr_calloc(1, sizeof *sm->placed);
+    if (!sm->placed) return fail(err, STRATA_ERR_MEMORY, "model %s: out of memory", dir);
+    atomic_init(&sm->placed->busy, false);
+    sr_placement_opts po = {.devices = p->devices, .max_memory = p->max_memory,
+                            .strategy = p->strategy, .device_map = p->device_map,
+                            .host_exec = p->host_exec,
+                            .prefetch = p->prefetch == 0 ? -1 : p->prefetch < 0 ? 0 : p->prefetch,
+                            .ctx = sm->default_ctx, .threads = sm->n_threads};
+    sr_placement_failure why;
+    sr_error e;
+    int saved = threads_enter(sm);
+    int rc = sr_placement_create(sm->m, &po, &sm->placed->pl, &why, &e);
+    threads_leave(saved);
+    if (rc) {
+        strata_status st = placement_status(why);
+        fail(err, st, "model %s: devices \"%s\": %s", dir, p->devices, e.msg);
+        return st;
+    }
+    return STRATA_OK;
+}
+
 strata_status strata_model_open(const char *dir, const strata_model_params *params,
                                 strata_model **out, strata_error *err)
 {
@@ -239,9 +290,15 @@ strata_status strata_model_open(const char *dir, const strata_model_params *para
     if (p.n_threads < 0 || p.n_ctx < 0)
         return fail(err, STRATA_ERR_ARGUMENT, "model %s: n_threads and n_ctx must be >= 0 "
                     "(got %d, %lld)", dir, p.n_threads, (long long)p.n_ctx);
-    if (p.devices && strcmp(p.devices, "cpu"))
-        return fail(err, STRATA_ERR_UNSUPPORTED, "model %s: devices \"%s\": only \"cpu\" placement "
-                    "is available through the API so far", dir, p.devices);
+    const bool on_cpu = !p.devices || !strcmp(p.devices, "cpu");
+    if (on_cpu && (p.max_memory || p.strategy || p.device_map || p.host_exec || p.prefetch))
+        return fail(err, STRATA_ERR_ARGUMENT, "model %s: max_memory, strategy, device_map, "
+                    "host_exec and prefetch place units on devices: they need devices (e.g. "
+                    "\"sim:2x512MiB\" or \"cuda\"), not %s", dir,
+                    p.devices ? "\"cpu\"" : "NULL");
+    if (p.prefetch < -1 || p.prefetch > 64)
+        return fail(err, STRATA_ERR_ARGUMENT, "model %s: prefetch %d: expected -1 (none), 0 (the "
+                    "default) or a distance up to 64", dir, p.prefetch);
     struct stat sb;
     char cfg_path[4096];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
@@ -275,6 +332,7 @@ strata_status strata_model_open(const char *dir, const strata_model_params *para
     const sr_catalog *cat = &sm->m->cat;
     sm->weight_bytes = cat->embed_bytes + (cat->head_tied ? 0 : cat->head_bytes);
     for (int l = 0; l < cat->n_layers; l++) sm->weight_bytes += cat->layer_bytes[l];
+    if (!on_cpu && (st = place(sm, dir, &p, err))) goto fail;
     if (p.progress) p.progress(1.0, p.progress_user);
     *out = sm;
     return ok(err);
@@ -305,6 +363,50 @@ uint64_t strata_model_session_bytes(const strata_model *m, int64_t n_ctx)
 {
     if (!m) return 0;
     return sr_kv_bytes(m->m, n_ctx > 0 ? n_ctx : m->default_ctx);
+}
+
+/* ---- placement ------------------------------------------------------------------ */
+
+strata_status strata_model_placement(const strata_model *m, strata_placement *out,
+                                     strata_error *err)
+{
+    if (!m || !out) return fail(err, STRATA_ERR_ARGUMENT, "strata_model_placement: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (!m->placed) return ok(err);
+    const sr_placement *pl = m->placed->pl;
+    const sr_plan *p = &pl->plan;
+    const sr_offload_stats *st = sr_offload_get_stats(pl->exec);
+    out->n_tiers = p->n_tiers;
+    for (int t = 0; t < p->n_tiers && t < STRATA_MAX_TIERS; t++) {
+        strata_tier_usage *u = &out->tiers[t];
+        const sr_tier_usage *w = &p->tiers[t];
+        const sr_device *d = t < pl->devs.n_gpu ? &pl->devs.gpu[t] : &pl->devs.host;
+        snprintf(u->name, sizeof u->name, "%s", pl->tiers[t].name);
+        u->budget = pl->tiers[t].budget;
+        u->planned = w->total;
+        u->weights = w->weights;
+        u->kv = w->kv;
+        u->staging = w->staging;
+        u->derived = w->derived;
+        u->reserve = w->reserve;
+        u->n_units = w->n_units;
+        /* the devices count what the executor allocated there (not the
+         * model's own mapping and load-time buffers on the host) */
+        u->used = d->used;
+        u->peak = d->peak;
+    }
+    out->strategy = sr_strategy_name(p->strategy);
+    out->host_exec = sr_exec_name(p->host_exec);
+    out->host_exec_reason = p->exec_reason;
+    out->n_streamed = p->stream.n_layers;
+    out->stream_tier = p->stream.tier >= 0 ? pl->tiers[p->stream.tier].name : NULL;
+    out->prefetch = p->stream.prefetch;
+    out->slots = p->stream.slots;
+    out->stream_bytes_per_token = p->stream.bytes_per_token;
+    out->predicted_s_per_token = p->seconds_per_step;
+    out->ctx = pl->shape.ctx;
+    out->async_copies = st->async_copies;
+    return ok(err);
 }
 
 /* ---- adapters ----------------------------------------------------------------- */
@@ -527,8 +629,30 @@ void strata_session_free(strata_session *s)
     if (!s) return;
     sr_sampler_free(&s->smp);
     sr_free(s->logits);
-    sr_seq_free(s->seq);
+    if (s->exec) atomic_store(&s->model->placed->busy, false);     /* the state is the model's */
+    else sr_seq_free(s->seq);
     sr_free(s);
+}
+
+/* A session of a placed model: the placement's executor and sequence
+ * state, if no other session holds them. */
+static strata_status attach_placed(strata_session *s, const strata_model *m, int64_t ctx,
+                                   strata_error *err)
+{
+    sr_placement *pl = m->placed->pl;
+    if (ctx > pl->shape.ctx)
+        return fail(err, STRATA_ERR_CONTEXT, "session: n_ctx %lld exceeds the %lld positions the "
+                    "model's placement was planned for (open the model with a larger n_ctx)",
+                    (long long)ctx, (long long)pl->shape.ctx);
+    if (atomic_exchange(&m->placed->busy, true))
+        return fail(err, STRATA_ERR_STATE, "session: the model is placed on devices and runs "
+                    "one session at a time (its plan holds one sequence's KV cache): free the "
+                    "other session first");
+    s->exec = pl->exec;
+    s->seq = sr_offload_seq(pl->exec);
+    sr_offload_reset(pl->exec);
+    sr_offload_reset_moved(pl->exec);
+    return STRATA_OK;
 }
 
 strata_status strata_session_create(const strata_model *m, const strata_session_params *params,
@@ -546,14 +670,19 @@ strata_status strata_session_create(const strata_model *m, const strata_session_
     if (!s) return fail(err, STRATA_ERR_MEMORY, "session: out of memory");
     s->model = m;
     strata_status st;
-    sr_error e;
-    int saved = threads_enter(m);
-    int rc = sr_seq_create(m->m, ctx, &s->seq, &e);
-    threads_leave(saved);
-    if (rc) {
-        st = fail_sr(err, STRATA_ERR_ARGUMENT, &e);
-        goto fail;
+    if (m->placed) {
+        if ((st = attach_placed(s, m, ctx, err))) goto fail;
+    } else {
+        sr_error e;
+        int saved = threads_enter(m);
+        int rc = sr_seq_create(m->m, ctx, &s->seq, &e);
+        threads_leave(saved);
+        if (rc) {
+            st = fail_sr(err, STRATA_ERR_ARGUMENT, &e);
+            goto fail;
+        }
     }
+    s->ctx = s->seq->ctx < ctx ? s->seq->ctx : ctx;
     s->logits = sr_malloc(sizeof(float) * (size_t)m->m->V);
     if (!s->logits) {
         st = fail(err, STRATA_ERR_MEMORY, "session: out of memory (logits)");
@@ -574,7 +703,7 @@ size_t strata_session_length(const strata_session *s)
 
 int64_t strata_session_ctx(const strata_session *s)
 {
-    return s ? s->seq->ctx : 0;
+    return s ? s->ctx : 0;
 }
 
 const int32_t *strata_session_tokens(const strata_session *s)
@@ -621,9 +750,9 @@ strata_status strata_session_feed(strata_session *s, const int32_t *tokens, size
     if (n == 0) return fail(err, STRATA_ERR_ARGUMENT, "feed: no tokens");
     sr_seq *q = s->seq;
     const int64_t V = s->model->m->V;
-    if ((int64_t)n > q->ctx - q->len)
+    if ((int64_t)n > s->ctx - q->len)
         return fail(err, STRATA_ERR_CONTEXT, "feed: %zu tokens after %lld cached exceed the "
-                    "context of %lld positions", n, (long long)q->len, (long long)q->ctx);
+                    "context of %lld positions", n, (long long)q->len, (long long)s->ctx);
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= V)
             return fail(err, STRATA_ERR_ARGUMENT, "feed: token id %d at position %lld is out of "
@@ -632,7 +761,8 @@ strata_status strata_session_feed(strata_session *s, const int32_t *tokens, size
     const int64_t before = q->len;
     sr_error e;
     int saved = threads_enter(s->model);
-    int rc = sr_forward(q, tokens, (int64_t)n, s->logits, false, NULL, NULL, &e);
+    int rc = s->exec ? sr_offload_forward(s->exec, tokens, (int64_t)n, s->logits, false, &e)
+                     : sr_forward(q, tokens, (int64_t)n, s->logits, false, NULL, NULL, &e);
     threads_leave(saved);
     if (rc) {
         /* chunks already committed are dropped again */
@@ -692,6 +822,31 @@ strata_status strata_session_sample(strata_session *s, int32_t *token, strata_er
     if (t < 0) return fail_sr(err, STRATA_ERR_NUMERIC, &e);
     *token = (int32_t)t;
     return ok(err);
+}
+
+strata_status strata_session_transfers(const strata_session *s, strata_transfer_stats *out,
+                                       strata_error *err)
+{
+    if (!s || !out) return fail(err, STRATA_ERR_ARGUMENT, "strata_session_transfers: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (!s->exec) return ok(err);
+    const sr_offload_stats *st = sr_offload_get_stats(s->exec);
+    out->passes = st->steps;
+    out->tokens = st->tokens;
+    out->streamed = st->streamed;
+    out->activations = st->activations;
+    out->metadata = st->metadata;
+    out->logits = st->logits;
+    out->run_s = st->step_s;
+    out->copy_s = st->copy_s;
+    /* synchronous copies add to the step: nothing overlaps */
+    out->overlap = st->async_copies ? -1.0 : 0.0;
+    return ok(err);
+}
+
+void strata_session_reset_transfers(strata_session *s)
+{
+    if (s && s->exec) sr_offload_reset_moved(s->exec);
 }
 
 /* ---- generation --------------------------------------------------------------- */
@@ -789,7 +944,7 @@ strata_status strata_generate(strata_session *s, const int32_t *prompt, size_t n
         }
         if (cb) { res.stop = STRATA_STOP_CALLBACK; break; }
         if (i + 1 == p.max_tokens) break;
-        if (s->seq->len >= s->seq->ctx) { res.stop = STRATA_STOP_CONTEXT; break; }
+        if (s->seq->len >= s->ctx) { res.stop = STRATA_STOP_CONTEXT; break; }
         if ((st = strata_session_feed(s, &tok, 1, err))) break;
     }
     sr_free(w.buf);

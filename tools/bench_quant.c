@@ -9,6 +9,9 @@
  * on the same shape with f32 weights, same run; the opt-in bf16 path
  * (STRATA_PREFILL=bf16) is measured for nf4 as an extra row where the
  * linked OpenBLAS has cblas_sbgemm.
+ * int8 (opt-in, STRATA_KERNELS=int8; only on CPUs with AVX-512 VNNI): the
+ * same decode and prefill measurements through sr_matmul_int8 for nf4, fp4
+ * and int8 weights, reported apart ("int8" in the JSON).
  * Every timing is the best of several rounds after a warm-up, and every
  * kernel call is paired with a call of its reference right before it (a
  * bandwidth probe read of the same size, an sgemm on the same shape): other
@@ -182,6 +185,7 @@ typedef struct decode_ctx {
     const float *x;
     float *y;
     sr_isa isa;
+    int int8; /* the opt-in int8 kernels instead of the exact ones */
     bw_probe *probe;
     double best_call, best_probe_gbps;
 } decode_ctx;
@@ -193,7 +197,8 @@ static void run_decode_round(decode_ctx *c)
         double g = bw_probe_read(c->probe, sr_qmatrix_bytes(w));
         if (g > c->best_probe_gbps) c->best_probe_gbps = g;
         double t0 = now_s();
-        sr_matmul_decode(w, c->x, 1, w->cols, c->y, w->rows, c->isa);
+        if (c->int8) sr_matmul_int8(w, c->x, 1, w->cols, c->y, w->rows);
+        else sr_matmul_decode(w, c->x, 1, w->cols, c->y, w->rows, c->isa);
         double dt = now_s() - t0;
         if (dt < c->best_call) c->best_call = dt;
     }
@@ -205,12 +210,21 @@ typedef struct prefill_ctx {
     float *y;
     int64_t n;
     sr_isa isa;
+    int int8;
 } prefill_ctx;
 
 static void run_prefill(void *p)
 {
     prefill_ctx *c = p;
-    sr_matmul_prefill(c->w, c->x, c->n, c->w->cols, c->y, c->w->rows, c->isa);
+    if (c->int8) sr_matmul_int8(c->w, c->x, c->n, c->w->cols, c->y, c->w->rows);
+    else sr_matmul_prefill(c->w, c->x, c->n, c->w->cols, c->y, c->w->rows, c->isa);
+}
+
+/* Formats the int8 kernels take (nf4+dq runs the nf4 kernel). */
+static int int8_format(const bench_format *f)
+{
+    return strcmp(f->label, "nf4+dq") && (f->fmt == SR_W_NF4 || f->fmt == SR_W_FP4 ||
+                                          f->fmt == SR_W_INT8);
 }
 
 static void run_sgemm(void *p)
@@ -265,7 +279,7 @@ static int oom(const char *what)
 
 /* Decode rows for one shape: appends to `out`. */
 static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx *probe,
-                        sr_isa isa, json_t *out)
+                        sr_isa isa, int int8, json_t *out)
 {
     float *x = random_floats(cols), *y = random_floats(rows);
     if (!x || !y) {
@@ -275,6 +289,7 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
     }
     int rc = 0;
     for (size_t f = 0; f < NFORMATS && !rc; f++) {
+        if (int8 && !int8_format(&formats[f])) continue;
         bench_matrix first;
         if (make_matrix(&first, formats[f].fmt, rows, cols)) {
             rc = oom(formats[f].label);
@@ -295,7 +310,7 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
         for (; made < ncopies; made++)
             if (clone_matrix(&copies[made], &first)) break;
         ncopies = made; /* fewer copies if memory is short: still correct, maybe cached */
-        decode_ctx ctx = {copies, ncopies, x, y, isa, &probe->probe, 1e30, 0};
+        decode_ctx ctx = {copies, ncopies, x, y, isa, int8, &probe->probe, 1e30, 0};
         run_decode_round(&ctx); /* warm-up */
         ctx.best_call = 1e30;
         ctx.best_probe_gbps = 0;
@@ -306,8 +321,9 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
         if (bw > probe->best_gbps) probe->best_gbps = bw;
         double gbps = (double)bytes / t * 1e-9;
         json_array_append_new(
-            out, json_pack("{s:s, s:I, s:I, s:i, s:I, s:i, s:f, s:f, s:f, s:f}", "format",
-                           formats[f].label, "rows", (json_int_t)rows, "cols", (json_int_t)cols,
+            out, json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:i, s:f, s:f, s:f, s:f}", "format",
+                           formats[f].label, "mode", int8 ? "int8" : "exact", "rows",
+                           (json_int_t)rows, "cols", (json_int_t)cols,
                            "n", 1, "bytes", (json_int_t)bytes, "copies", ncopies, "us_per_call",
                            t * 1e6, "weight_gbps", gbps, "bandwidth_gbps", bw,
                            "ratio_to_bandwidth", gbps / bw));
@@ -320,7 +336,7 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
 }
 
 static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n, sr_isa isa,
-                         json_t *out)
+                         int int8, json_t *out)
 {
     int runs = o->quick ? 1 : 3;
     double min_s = 0, flops = 2.0 * (double)n * (double)rows * (double)cols;
@@ -339,14 +355,15 @@ static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n
         sr_free_aligned(ref.mem);
         return oom("prefill buffers");
     }
-    prefill_ctx sg = {&ref.w, x, ysg, n, isa};
+    prefill_ctx sg = {&ref.w, x, ysg, n, isa, 0};
 
     int rc = 0;
     /* The extra last row: nf4 through the opt-in bf16 path, if OpenBLAS has it. */
-    size_t nrows = sr_matmul_bf16_available() ? NFORMATS + 1 : NFORMATS;
+    size_t nrows = sr_matmul_bf16_available() && !int8 ? NFORMATS + 1 : NFORMATS;
     for (size_t f = 0; f < nrows && !rc; f++) {
         int bf16 = f == NFORMATS;
         const bench_format *bf = bf16 ? &formats[0] : &formats[f];
+        if (int8 && !int8_format(bf)) continue;
         bench_matrix m;
         if (make_matrix(&m, bf->fmt, rows, cols)) {
             rc = oom(bf->label);
@@ -354,14 +371,14 @@ static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n
         }
         if (bf16) setenv("STRATA_PREFILL", "bf16", 1);
         else unsetenv("STRATA_PREFILL");
-        prefill_ctx ctx = {&m.w, x, y, n, isa};
+        prefill_ctx ctx = {&m.w, x, y, n, isa, int8};
         double t_sgemm, t;
         best_pair(run_sgemm, &sg, run_prefill, &ctx, runs, min_s, &t_sgemm, &t);
         unsetenv("STRATA_PREFILL");
         double gflops = flops / t * 1e-9, sgemm_gflops = flops / t_sgemm * 1e-9;
         json_array_append_new(
             out, json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "format", bf->label,
-                           "mode", bf16 ? "bf16" : "f32", "rows", (json_int_t)rows, "cols",
+                           "mode", int8 ? "int8" : bf16 ? "bf16" : "f32", "rows", (json_int_t)rows, "cols",
                            (json_int_t)cols, "n", (json_int_t)n, "ms_per_call", t * 1e3,
                            "gflops", gflops, "sgemm_gflops", sgemm_gflops, "ratio_to_sgemm",
                            gflops / sgemm_gflops));
@@ -372,6 +389,50 @@ static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n
     sr_free_aligned(x);
     sr_free_aligned(y);
     return rc;
+}
+
+static void print_decode_rows(const json_t *rows)
+{
+    size_t i;
+    json_t *r;
+    printf("%-8s %11s %9s %7s %10s %8s %8s %8s\n", "format", "rows x cols", "MiB", "copies",
+           "us/call", "GB/s", "bw", "% of bw");
+    json_array_foreach(rows, i, r) {
+        char shape[32];
+        snprintf(shape, sizeof shape, "%lldx%lld",
+                 (long long)json_integer_value(json_object_get(r, "rows")),
+                 (long long)json_integer_value(json_object_get(r, "cols")));
+        printf("%-8s %11s %9.2f %7lld %10.1f %8.2f %8.2f %7.1f%%\n",
+               json_string_value(json_object_get(r, "format")), shape,
+               (double)json_integer_value(json_object_get(r, "bytes")) / (1 << 20),
+               (long long)json_integer_value(json_object_get(r, "copies")),
+               json_real_value(json_object_get(r, "us_per_call")),
+               json_real_value(json_object_get(r, "weight_gbps")),
+               json_real_value(json_object_get(r, "bandwidth_gbps")),
+               100 * json_real_value(json_object_get(r, "ratio_to_bandwidth")));
+    }
+}
+
+static void print_prefill_rows(const json_t *rows)
+{
+    size_t i;
+    json_t *r;
+    printf("%-8s %-5s %11s %5s %10s %9s %9s %8s\n", "format", "mode", "rows x cols", "n",
+           "ms/call", "GFLOP/s", "sgemm", "% sgemm");
+    json_array_foreach(rows, i, r) {
+        char shape[32];
+        snprintf(shape, sizeof shape, "%lldx%lld",
+                 (long long)json_integer_value(json_object_get(r, "rows")),
+                 (long long)json_integer_value(json_object_get(r, "cols")));
+        printf("%-8s %-5s %11s %5lld %10.2f %9.1f %9.1f %7.1f%%\n",
+               json_string_value(json_object_get(r, "format")),
+               json_string_value(json_object_get(r, "mode")), shape,
+               (long long)json_integer_value(json_object_get(r, "n")),
+               json_real_value(json_object_get(r, "ms_per_call")),
+               json_real_value(json_object_get(r, "gflops")),
+               json_real_value(json_object_get(r, "sgemm_gflops")),
+               100 * json_real_value(json_object_get(r, "ratio_to_sgemm")));
+    }
 }
 
 static void print_tables(const json_t *j)
@@ -387,44 +448,21 @@ static void print_tables(const json_t *j)
            (double)json_integer_value(json_object_get(bw, "buffer_bytes")) / (1 << 20));
     printf("decode (n=1): weight GB/s = (packed weights + scales) / time per call;\n"
            "bw = probe reads of the same size interleaved with the calls of that row\n");
-    printf("%-8s %11s %9s %7s %10s %8s %8s %8s\n", "format", "rows x cols", "MiB", "copies",
-           "us/call", "GB/s", "bw", "% of bw");
-    size_t i;
-    json_t *r;
-    json_array_foreach(json_object_get(j, "decode"), i, r) {
-        char shape[32];
-        snprintf(shape, sizeof shape, "%lldx%lld",
-                 (long long)json_integer_value(json_object_get(r, "rows")),
-                 (long long)json_integer_value(json_object_get(r, "cols")));
-        printf("%-8s %11s %9.2f %7lld %10.1f %8.2f %8.2f %7.1f%%\n",
-               json_string_value(json_object_get(r, "format")), shape,
-               (double)json_integer_value(json_object_get(r, "bytes")) / (1 << 20),
-               (long long)json_integer_value(json_object_get(r, "copies")),
-               json_real_value(json_object_get(r, "us_per_call")),
-               json_real_value(json_object_get(r, "weight_gbps")),
-               json_real_value(json_object_get(r, "bandwidth_gbps")),
-               100 * json_real_value(json_object_get(r, "ratio_to_bandwidth")));
-    }
+    print_decode_rows(json_object_get(j, "decode"));
     printf("\nprefill: GFLOP/s against OpenBLAS sgemm on the same shape with f32 weights,\n"
            "sgemm calls interleaved with the rounds of that row%s\n",
            json_is_true(json_object_get(j, "bf16_prefill_available"))
                ? ""
                : "\n(no bf16 rows: this OpenBLAS has no cblas_sbgemm)");
-    printf("%-8s %-5s %11s %5s %10s %9s %9s %8s\n", "format", "mode", "rows x cols", "n",
-           "ms/call", "GFLOP/s", "sgemm", "% sgemm");
-    json_array_foreach(json_object_get(j, "prefill"), i, r) {
-        char shape[32];
-        snprintf(shape, sizeof shape, "%lldx%lld",
-                 (long long)json_integer_value(json_object_get(r, "rows")),
-                 (long long)json_integer_value(json_object_get(r, "cols")));
-        printf("%-8s %-5s %11s %5lld %10.2f %9.1f %9.1f %7.1f%%\n",
-               json_string_value(json_object_get(r, "format")),
-               json_string_value(json_object_get(r, "mode")), shape,
-               (long long)json_integer_value(json_object_get(r, "n")),
-               json_real_value(json_object_get(r, "ms_per_call")),
-               json_real_value(json_object_get(r, "gflops")),
-               json_real_value(json_object_get(r, "sgemm_gflops")),
-               100 * json_real_value(json_object_get(r, "ratio_to_sgemm")));
+    print_prefill_rows(json_object_get(j, "prefill"));
+    const json_t *i8 = json_object_get(j, "int8");
+    if (json_is_object(i8)) {
+        printf("\nint8 kernels (opt-in, STRATA_KERNELS=int8: int8 activations, int8 code "
+               "tables)\n");
+        print_decode_rows(json_object_get(i8, "decode"));
+        print_prefill_rows(json_object_get(i8, "prefill"));
+    } else {
+        printf("\n(no int8 rows: this CPU has no AVX-512 VNNI)\n");
     }
 }
 
@@ -465,27 +503,41 @@ int bench_quant(int argc, char **argv)
     if (bw_probe_open(&probe.probe, threads)) return oom("bandwidth probe");
     for (int r = 0; r < (o.quick ? 2 : 10); r++) run_probe(&probe);
     json_t *decode = json_array(), *prefill = json_array();
+    const int int8 = sr_matmul_int8_available();
+    json_t *decode8 = json_array(), *prefill8 = json_array();
     if (!o.json) fprintf(stderr, "strata bench quant: decode...\n");
     for (int s = 0; s < 2 && !rc; s++)
-        rc = bench_decode(&o, sh[s][0], sh[s][1], &probe, isa, decode);
+        rc = bench_decode(&o, sh[s][0], sh[s][1], &probe, isa, 0, decode);
+    for (int s = 0; s < 2 && !rc && int8; s++)
+        rc = bench_decode(&o, sh[s][0], sh[s][1], &probe, isa, 1, decode8);
     uint64_t probe_bytes = probe.probe.buffer_bytes, llc = probe.probe.llc_bytes;
     bw_probe_close(&probe.probe); /* its memory is better used by prefill */
     if (!o.json && !rc) fprintf(stderr, "strata bench quant: prefill...\n");
     for (int s = 0; s < 2 && !rc; s++)
-        rc = bench_prefill(&o, sh[s][0], sh[s][1], prefill_n, isa, prefill);
+        rc = bench_prefill(&o, sh[s][0], sh[s][1], prefill_n, isa, 0, prefill);
+    for (int s = 0; s < 2 && !rc && int8; s++)
+        rc = bench_prefill(&o, sh[s][0], sh[s][1], prefill_n, isa, 1, prefill8);
     if (rc) {
         json_decref(decode);
         json_decref(prefill);
+        json_decref(decode8);
+        json_decref(prefill8);
         return rc;
+    }
+    json_t *int8_rows = json_null();
+    if (int8) int8_rows = json_pack("{s:o, s:o}", "decode", decode8, "prefill", prefill8);
+    else {
+        json_decref(decode8);
+        json_decref(prefill8);
     }
     char cpu[128];
     cpu_model(cpu, sizeof cpu);
-    json_t *j = json_pack("{s:s, s:i, s:s, s:b, s:{s:f, s:I, s:I}, s:o, s:o}", "cpu", cpu,
+    json_t *j = json_pack("{s:s, s:i, s:s, s:b, s:{s:f, s:I, s:I}, s:o, s:o, s:o}", "cpu", cpu,
                           "threads", threads, "isa", sr_isa_name(isa), "bf16_prefill_available",
                           sr_matmul_bf16_available(), "bandwidth", "gbps", probe.best_gbps,
                           "buffer_bytes", (json_int_t)probe_bytes, "llc_bytes",
                           (json_int_t)llc, "decode", decode, "prefill",
-                          prefill);
+                          prefill, "int8", int8_rows);
     if (!j) return oom("report");
     if (o.json) {
         json_dumpf(j, stdout, JSON_INDENT(1));

@@ -12,7 +12,15 @@
  * --tokens the generated ids are printed comma-separated on one line and no
  * summary is printed unless --stats.  Generation stops at the config's
  * eos_token_id (unless --ignore-eos), at --stop-token ID, once the text
- * contains --stop STRING, after -n tokens, or when the context is full. */
+ * contains --stop STRING, after -n tokens, or when the context is full.
+ *
+ * Placement (--devices, --max-memory, --strategy, --device-map, --host-exec,
+ * --prefetch; as `strata plan`) puts the units on accelerators through the
+ * API; the summary then also reports what each tier holds against its plan,
+ * the bytes streamed per generated token against the plan's prediction and
+ * the overlap of copies with compute.  --logits FILE writes the logits that
+ * chose each generated token (f32 rows of vocab_size), to compare runs. */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,16 +66,56 @@ static void usage(FILE *f)
         "  --tokenizer FILE    tokenizer.json to use instead of DIR/tokenizer.json\n"
         "  --json              print one JSON object (ids, text, adapter indices, timings)\n"
         "  --stats / --quiet   force / suppress the summary line on stderr\n"
-        "  --check             refuse weights holding NaN or Inf\n", DEFAULT_MAX_NEW);
+        "  --check             refuse weights holding NaN or Inf\n"
+        "  --logits FILE       write the logits that chose each generated token (raw f32,\n"
+        "                      one row of vocab_size per token)\n"
+        "placement (as `strata plan`; default: every unit on the CPU):\n"
+        "  --devices SPEC      sim:2x512MiB,sim:1GiB (simulated accelerators) or cuda\n"
+        "  --max-memory SPEC   budgets: cuda:0=3GiB,1=6GiB,cpu=20GiB (or 0=3GiB)\n"
+        "  --strategy S        auto | balanced | balanced_low_0 | sequential\n"
+        "  --device-map FILE   explicit placement (accelerate JSON); replaces --strategy\n"
+        "  --host-exec P       host-tier layers: auto | stream | cpu\n"
+        "  --prefetch N        streaming prefetch distance (default 2, 1 when tight)\n"
+        "  the context (--ctx, default min(max_position_embeddings, 4096)) is planned at\n"
+        "  load: a longer prompt + -n needs a larger --ctx\n", DEFAULT_MAX_NEW);
 }
 
 typedef struct run_opts {
     const char *model, *prompt, *tokens, *system, *adapter, *adapter_kind, *stop, *tokenizer;
-    long long n_new, ctx, top_k, stop_token, threads;
+    const char *devices, *max_memory, *strategy, *device_map, *host_exec, *logits;
+    long long n_new, ctx, top_k, stop_token, threads, prefetch;
     unsigned long long seed;
     double temp, top_p;
     bool chat, raw, no_special, show_adapter, ignore_eos, json, stats, quiet, check;
 } run_opts;
+
+static bool placed(const run_opts *o)
+{
+    return o->devices && strcmp(o->devices, "cpu");
+}
+
+static int check_placement_args(const run_opts *o)
+{
+    if (!placed(o) && (o->max_memory || o->strategy || o->device_map || o->host_exec ||
+                       o->prefetch >= 0)) {
+        fprintf(stderr, "strata run: --max-memory, --strategy, --device-map, --host-exec and "
+                "--prefetch place units on devices: give --devices (e.g. sim:2x512MiB or cuda)\n");
+        return 2;
+    }
+    if (o->strategy && o->device_map) {
+        fprintf(stderr, "strata run: --device-map and --strategy exclude each other\n");
+        return 2;
+    }
+    if (o->prefetch > 64 || o->prefetch < -1) {
+        fprintf(stderr, "strata run: --prefetch %lld: expected 0..64\n", o->prefetch);
+        return 2;
+    }
+    if (o->logits && o->chat) {
+        fprintf(stderr, "strata run: --logits works with -p or --tokens, not --chat\n");
+        return 2;
+    }
+    return 0;
+}
 
 static int parse_args(int argc, char **argv, run_opts *o)
 {
@@ -75,6 +123,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
     o->n_new = -1;
     o->stop_token = -2;
     o->top_p = 1;
+    o->prefetch = -1;           /* not given */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 1; }
@@ -99,6 +148,13 @@ static int parse_args(int argc, char **argv, run_opts *o)
         else if (!strcmp(a, "--adapter-kind")) o->adapter_kind = v;
         else if (!strcmp(a, "--stop")) o->stop = v;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
+        else if (!strcmp(a, "--devices")) o->devices = v;
+        else if (!strcmp(a, "--max-memory")) o->max_memory = v;
+        else if (!strcmp(a, "--strategy")) o->strategy = v;
+        else if (!strcmp(a, "--device-map")) o->device_map = v;
+        else if (!strcmp(a, "--host-exec")) o->host_exec = v;
+        else if (!strcmp(a, "--prefetch")) o->prefetch = strtoll(v, &end, 10);
+        else if (!strcmp(a, "--logits")) o->logits = v;
         else if (!strcmp(a, "-n") || !strcmp(a, "--max-new")) o->n_new = strtoll(v, &end, 10);
         else if (!strcmp(a, "--ctx")) o->ctx = strtoll(v, &end, 10);
         else if (!strcmp(a, "--top-k")) o->top_k = strtoll(v, &end, 10);
@@ -143,7 +199,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
         fprintf(stderr, "strata run: --stop needs a non-empty string\n");
         return 2;
     }
-    return 0;
+    return check_placement_args(o);
 }
 
 /* ---- loading ----------------------------------------------------------------- */
@@ -162,6 +218,9 @@ static void progress_bar(double f, void *user)
 
 typedef struct gen_out {
     const strata_model *m;
+    strata_session *s;
+    FILE *logits;               /* --logits: the logits that chose each token */
+    bool io_error;
     int32_t stop_id;            /* not printed */
     bool stream;                /* print pieces as they come */
     utf8_stream u;
@@ -188,6 +247,17 @@ static int on_token(int32_t tok, int adapter, void *user)
     }
     g->ids[g->n] = tok;
     g->adapters[g->n++] = adapter;
+    if (g->s && g->n == 1) strata_session_reset_transfers(g->s);   /* decode only from here */
+    if (g->logits) {
+        strata_model_info mi;
+        strata_model_get_info(g->m, &mi);
+        const float *lg = strata_session_logits(g->s);
+        if (!lg || fwrite(lg, sizeof *lg, (size_t)mi.vocab_size, g->logits) !=
+                       (size_t)mi.vocab_size) {
+            g->io_error = true;
+            return 1;
+        }
+    }
     if (g->stream && tok != g->stop_id && !strata_token_is_special(g->m, tok)) {
         size_t len;
         const char *piece = strata_token_piece(g->m, tok, &len);
@@ -223,6 +293,98 @@ static double rate(double n, double s)
     return s > 0 ? n / s : 0.0;
 }
 
+/* ---- placement report ------------------------------------------------------- */
+
+/* Bytes per decode step: the counters restart at the first generated token,
+ * so they cover the steps that fed the generated tokens back. */
+static uint64_t per_pass(uint64_t bytes, uint64_t passes)
+{
+    return passes ? bytes / passes : 0;
+}
+
+/* What the copies overlapped, in words (sim and cpu copy synchronously). */
+static const char *overlap_words(const strata_placement *pl)
+{
+    if (!pl->n_streamed) return "nothing streamed";
+    if (pl->async_copies) return "asynchronous copies (overlap not measured)";
+    return pl->stream_tier && !strncmp(pl->stream_tier, "sim:", 4)
+               ? "copies on sim are synchronous: no overlap with compute"
+               : "copies are synchronous: no overlap with compute";
+}
+
+static void print_placement(const strata_model *m, const strata_session *s)
+{
+    strata_placement pl;
+    strata_transfer_stats tr;
+    if (strata_model_placement(m, &pl, NULL) || !pl.n_tiers ||
+        strata_session_transfers(s, &tr, NULL))
+        return;
+    char b[8][32];
+    fprintf(stderr, "strata: placement %s, ctx %lld; %s\n", pl.strategy, (long long)pl.ctx,
+            pl.host_exec_reason);
+    fprintf(stderr, "strata:   %-7s %11s %11s %11s  = weights + KV + staging + derived + reserve\n",
+            "tier", "used", "planned", "budget");
+    for (int t = 0; t < pl.n_tiers; t++) {
+        const strata_tier_usage *u = &pl.tiers[t];
+        fprintf(stderr, "strata:   %-7s %11s %11s %11s  = %s + %s + %s + %s + %s\n", u->name,
+                cli_fmt_bytes(u->used, b[0], 32), cli_fmt_bytes(u->planned, b[1], 32),
+                cli_fmt_bytes(u->budget, b[2], 32), cli_fmt_bytes(u->weights, b[3], 32),
+                cli_fmt_bytes(u->kv, b[4], 32), cli_fmt_bytes(u->staging, b[5], 32),
+                cli_fmt_bytes(u->derived, b[6], 32), cli_fmt_bytes(u->reserve, b[7], 32));
+    }
+    if (!tr.passes) {
+        fprintf(stderr, "strata: no decode step ran (-n 1): nothing to report per token\n");
+        return;
+    }
+    fprintf(stderr, "strata: per generated token (%llu decode steps): streamed %s (plan: %s), "
+            "activations %s, step data %s, logits %s\n", (unsigned long long)tr.passes,
+            cli_fmt_bytes(per_pass(tr.streamed, tr.passes), b[0], 32),
+            cli_fmt_bytes(pl.stream_bytes_per_token, b[1], 32),
+            cli_fmt_bytes(per_pass(tr.activations, tr.passes), b[2], 32),
+            cli_fmt_bytes(per_pass(tr.metadata, tr.passes), b[3], 32),
+            cli_fmt_bytes(per_pass(tr.logits, tr.passes), b[4], 32));
+    fprintf(stderr, "strata: %s; copies %.3f ms of %.3f ms per token (plan predicted %.3f ms "
+            "per token)\n", overlap_words(&pl), tr.copy_s * 1e3 / (double)tr.passes,
+            tr.run_s * 1e3 / (double)tr.passes, pl.predicted_s_per_token * 1e3);
+}
+
+static void placement_json(const strata_model *m, const strata_session *s)
+{
+    strata_placement pl;
+    strata_transfer_stats tr;
+    if (strata_model_placement(m, &pl, NULL) || !pl.n_tiers ||
+        strata_session_transfers(s, &tr, NULL))
+        return;
+    printf(", \"placement\": {\"strategy\": \"%s\", \"host_exec\": \"%s\", \"ctx\": %lld, "
+           "\"tiers\": [", pl.strategy, pl.host_exec, (long long)pl.ctx);
+    for (int t = 0; t < pl.n_tiers; t++) {
+        const strata_tier_usage *u = &pl.tiers[t];
+        printf("%s{\"name\": \"%s\", \"used\": %llu, \"peak\": %llu, \"planned\": %llu, "
+               "\"budget\": %llu, \"weights\": %llu, \"kv\": %llu, \"staging\": %llu, "
+               "\"derived\": %llu, \"reserve\": %llu, \"units\": %d}", t ? ", " : "", u->name,
+               (unsigned long long)u->used, (unsigned long long)u->peak,
+               (unsigned long long)u->planned, (unsigned long long)u->budget,
+               (unsigned long long)u->weights, (unsigned long long)u->kv,
+               (unsigned long long)u->staging, (unsigned long long)u->derived,
+               (unsigned long long)u->reserve, u->n_units);
+    }
+    printf("], \"streamed_layers\": %d, \"stream_tier\": ", pl.n_streamed);
+    if (pl.stream_tier) printf("\"%s\"", pl.stream_tier);
+    else printf("null");
+    printf(", \"prefetch\": %d, \"slots\": %d, \"planned_stream_bytes_per_token\": %llu, "
+           "\"predicted_s_per_token\": %.9f, \"decode_passes\": %llu, "
+           "\"stream_bytes_per_token\": %llu, \"activation_bytes_per_token\": %llu, "
+           "\"metadata_bytes_per_token\": %llu, \"logit_bytes_per_token\": %llu, "
+           "\"decode_s\": %.6f, \"copy_s\": %.6f, \"async_copies\": %s, \"overlap\": %.3f}",
+           pl.prefetch, pl.slots, (unsigned long long)pl.stream_bytes_per_token,
+           pl.predicted_s_per_token, (unsigned long long)tr.passes,
+           (unsigned long long)per_pass(tr.streamed, tr.passes),
+           (unsigned long long)per_pass(tr.activations, tr.passes),
+           (unsigned long long)per_pass(tr.metadata, tr.passes),
+           (unsigned long long)per_pass(tr.logits, tr.passes), tr.run_s, tr.copy_s,
+           pl.async_copies ? "true" : "false", tr.overlap);
+}
+
 static void print_json(const strata_model *m, const strata_session *s, const int32_t *prompt,
                        size_t n_prompt, const gen_out *g, const strata_generate_result *r,
                        size_t reused)
@@ -247,9 +409,11 @@ static void print_json(const strata_model *m, const strata_session *s, const int
            stop_name(r->stop), n_prompt, reused, g->n);
     printf(" \"prefill_s\": %.6f, \"decode_s\": %.6f, \"ttft_s\": %.6f,", r->prefill_s, r->decode_s,
            r->ttft_s);
-    printf(" \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f}\n",
+    printf(" \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f",
            rate((double)r->n_prompt, r->prefill_s),
            g->n > 1 ? rate((double)(g->n - 1), r->decode_s) : 0.0);
+    placement_json(m, s);
+    printf("}\n");
 }
 
 static void print_summary(const strata_model *m, const strata_session *s,
@@ -269,6 +433,7 @@ static void print_summary(const strata_model *m, const strata_session *s,
             "peak RSS %s\n", rate((double)r->n_prompt, r->prefill_s), (long long)r->n_generated,
             r->n_generated > 1 ? rate((double)(r->n_generated - 1), r->decode_s) : 0.0,
             stop_name(r->stop), w, kv, rss);
+    print_placement(m, s);
 }
 
 static void print_adapters(const strata_model *m, const gen_out *g)
@@ -353,6 +518,16 @@ static int open_model(run_ctx *c)
     mp.check_finite = c->o.check;
     mp.n_threads = (int)c->o.threads;
     mp.tokenizer = c->o.tokenizer;
+    if (placed(&c->o)) {
+        /* the context is planned at load (KV caches on the tiers) */
+        mp.n_ctx = c->o.ctx;
+        mp.devices = c->o.devices;
+        mp.max_memory = c->o.max_memory;
+        mp.strategy = c->o.strategy;
+        mp.device_map = c->o.device_map;
+        mp.host_exec = c->o.host_exec;
+        mp.prefetch = c->o.prefetch < 0 ? 0 : c->o.prefetch == 0 ? -1 : (int)c->o.prefetch;
+    }
     if (!c->o.quiet && isatty(STDERR_FILENO)) mp.progress = progress_bar;
     strata_error err;
     if (strata_model_open(c->o.model, &mp, &c->m, &err)) {
@@ -465,7 +640,18 @@ static int run_once(run_ctx *c)
                 "of %lld positions (%s)\n", n, o->n_new, (long long)ctx, why);
         goto done;
     }
+    if (placed(o) && !o->ctx && ctx > c->mi.default_ctx) {
+        fprintf(stderr, "strata run: prompt of %zu tokens + %lld new tokens need %lld positions; "
+                "the placement was planned for %lld: pass --ctx %lld\n", n, o->n_new,
+                (long long)ctx, (long long)c->mi.default_ctx, (long long)ctx);
+        goto done;
+    }
     if (create_session(c, ctx, &s)) goto done;
+    if (o->logits && !(g.logits = fopen(o->logits, "wb"))) {
+        fprintf(stderr, "strata run: --logits %s: %s\n", o->logits, strerror(errno));
+        goto done;
+    }
+    g.s = s;
     c->gp.on_token = on_token;
     c->gp.user = &g;
     strata_generate_result r;
@@ -475,6 +661,12 @@ static int run_once(run_ctx *c)
         goto done;
     }
     if (g.oom) goto oom;
+    if (g.io_error || (g.logits && fclose(g.logits))) {
+        g.logits = NULL;
+        fprintf(stderr, "strata run: --logits %s: write failed: %s\n", o->logits, strerror(errno));
+        goto done;
+    }
+    g.logits = NULL;
     if (o->json) {
         print_json(c->m, s, ids, n, &g, &r, 0);
     } else if (o->tokens) {
@@ -492,6 +684,7 @@ static int run_once(run_ctx *c)
 oom:
     fprintf(stderr, "strata run: out of memory\n");
 done:
+    if (g.logits) fclose(g.logits);
     free(stdin_text);
     free(ids);
     free(g.ids);
@@ -536,6 +729,7 @@ static int run_chat(run_ctx *c)
     gen_out g = {.m = c->m, .stop_id = resolved_stop(c), .stream = true};
     int64_t ctx = o->ctx ? o->ctx : c->mi.default_ctx;
     if (create_session(c, ctx, &s)) return 1;
+    g.s = s;
     if (o->system) {
         char *sys = strdup(o->system);
         if (!sys || convo_add(&cv, "system", sys)) goto oom;

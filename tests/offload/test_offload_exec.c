@@ -80,12 +80,15 @@ static int make_plan(const sr_model *m, const sr_unit_list *ul, layout lay, sr_d
     if (sr_tiers_build(devs, &mm, &dims, &shape, tiers, &nt, err)) return -1;
     if (lay == SEQUENTIAL_SPILL) {
         /* sim:0 holds about a quarter of the model; sim:1 two staging slots,
-         * the KV blocks and little else: layers spill to the host */
-        uint64_t kv = ul->units[1].kv_bytes * (uint64_t)m->L, max_layer = 0;
-        for (int u = 1; u < ul->n - 1; u++)
+         * the KV blocks and load-time conversions of the layers and little
+         * else: layers spill to the host */
+        uint64_t kv = ul->units[1].kv_bytes * (uint64_t)m->L, max_layer = 0, derived = 0;
+        for (int u = 1; u < ul->n - 1; u++) {
             if (ul->units[u].weight_bytes > max_layer) max_layer = ul->units[u].weight_bytes;
+            derived += ul->units[u].derived_bytes;
+        }
         tiers[0].budget = tiers[0].reserve + total / 4;
-        tiers[1].budget = tiers[1].reserve + 2 * max_layer + kv + max_layer / 2;
+        tiers[1].budget = tiers[1].reserve + 2 * max_layer + kv + derived + max_layer / 2;
         for (int g = 0; g < n_gpu; g++) devs->gpu[g].budget = devs->gpu[g].total = tiers[g].budget;
     }
     int map[16];
@@ -147,8 +150,15 @@ static void check_holdings(const sr_offload *o, const sr_plan *p, const sr_devic
         assert_true(st->stored[t] == p->tiers[t].weights);
         assert_true(st->kv[t] == p->tiers[t].kv);
         assert_true(st->staging[t] == p->tiers[t].staging);
+        /* load-time conversions exactly as planned, scratch within the reserve:
+         * the run holds no byte its plan did not count */
+        assert_true(st->derived[t] == p->tiers[t].derived);
+        assert_true(st->scratch[t] <= p->tiers[t].reserve);
         const sr_device *d = t < devs->n_gpu ? &devs->gpu[t] : &devs->host;
         assert_true(d->used <= d->budget);
+        assert_true(d->used == st->stored[t] + st->kv[t] + st->staging[t] + st->derived[t] +
+                               st->scratch[t]);
+        assert_true(d->used <= p->tiers[t].total);
     }
 }
 

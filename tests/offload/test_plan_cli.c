@@ -147,28 +147,30 @@ static void test_derived_keys_never_placed(void **state)
     done(&r);
 }
 
+/* sim:0 holds two staging slots plus the streamed layers' KV caches and
+ * their f32 norms and LoRA stacks (counted where they run) */
 static void test_streaming_plan(void **state)
 {
     (void)state;
-    run_result r = plan("--model '%s' --devices sim:1x600KiB --max-memory cpu=64MiB --ctx 16 "
+    run_result r = plan("--model '%s' --devices sim:1x800KiB --max-memory cpu=64MiB --ctx 16 "
                         "--host-exec stream", test_data("model/switch-3a"));
     if (r.rc) fail_msg("rc %d: %s", r.rc, r.err);
     expect_in(r.out, "streaming 3 layers through sim:0");
     expect_in(r.out, "stream>sim:0");
     expect_in(r.out, "requested: host layers stream through sim:0");
     done(&r);
-    r = plan("--model '%s' --devices sim:1x600KiB --max-memory cpu=64MiB --ctx 16 "
+    r = plan("--model '%s' --devices sim:1x800KiB --max-memory cpu=64MiB --ctx 16 "
              "--host-exec cpu", test_data("model/switch-3a"));
     assert_int_equal(r.rc, 0);
     expect_in(r.out, "streaming none");
     done(&r);
     /* the time model decides auto, and its parameters can be given */
-    r = plan("--model '%s' --devices sim:1x600KiB --max-memory cpu=64MiB --ctx 16",
+    r = plan("--model '%s' --devices sim:1x800KiB --max-memory cpu=64MiB --ctx 16",
              test_data("model/switch-3a"));
     assert_int_equal(r.rc, 0);
     expect_in(r.out, "auto: host layers stream through sim:0");
     done(&r);
-    r = plan("--model '%s' --devices sim:1x600KiB --max-memory cpu=64MiB --ctx 16 "
+    r = plan("--model '%s' --devices sim:1x800KiB --max-memory cpu=64MiB --ctx 16 "
              "--perf link=1G,cpu_bw=50GB/s,latency=5us", test_data("model/switch-3a"));
     assert_int_equal(r.rc, 0);
     expect_in(r.out, "auto: host layers run on the CPU");

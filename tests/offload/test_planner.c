@@ -84,6 +84,7 @@ static void check_invariants(const sr_plan_request *rq, const sr_plan *p)
     assert_int_equal(p->n_tiers, rq->n_tiers);
     const int host = rq->n_tiers - 1;
     uint64_t w[SR_MAX_DEVICES + 1] = {0}, kv[SR_MAX_DEVICES + 1] = {0};
+    uint64_t der[SR_MAX_DEVICES + 1] = {0};
     int n[SR_MAX_DEVICES + 1] = {0};
     int embed = sr_plan_unit_index(rq->units, rq->n_units, SR_UNIT_EMBED);
     for (int u = 0; u < p->n_units; u++) {
@@ -108,14 +109,17 @@ static void check_invariants(const sr_plan_request *rq, const sr_plan *p)
         assert_true(e->kv_bytes == rq->units[u].kv_bytes);
         w[e->tier] += e->weight_bytes;
         kv[e->exec_tier] += e->kv_bytes;
+        assert_true(e->derived_bytes == rq->units[u].derived_bytes);
+        der[e->exec_tier] += e->derived_bytes;      /* held where it runs */
         n[e->tier]++;
     }
     for (int t = 0; t <= host; t++) {
         const sr_tier_usage *x = &p->tiers[t];
         assert_true(x->weights == w[t]);
         assert_true(x->kv == kv[t]);
+        assert_true(x->derived == der[t]);
         assert_int_equal(x->n_units, n[t]);
-        assert_true(x->total == x->weights + x->kv + x->staging + x->reserve);
+        assert_true(x->total == x->weights + x->kv + x->staging + x->derived + x->reserve);
         if (x->total > rq->tiers[t].budget)
             fail_msg("%s holds %llu > budget %llu", rq->tiers[t].name,
                      (unsigned long long)x->total, (unsigned long long)rq->tiers[t].budget);
@@ -628,6 +632,58 @@ static void test_streaming_schedule(void **state)
     sr_plan_free(&p);
 }
 
+/* What a unit derives at load is held where it runs: on its own tier when
+ * resident, on the staging accelerator when streamed, on the host when the
+ * CPU runs it; it takes room like the KV cache, so a budget that fits the
+ * weights but not the conversions moves units. */
+static void test_derived_bytes_where_run(void **state)
+{
+    (void)state;
+    model m;
+    make_model(&m, 8, 10 * MiB, 40 * MiB, 2 * MiB, 1 * MiB, false);
+    for (int u = 0; u < m.n; u++) m.u[u].derived_bytes = (uint64_t)(u + 1) * MiB;
+    uint64_t b[2] = {140 * MiB, 140 * MiB};
+    sr_tier t[3];
+    int nt = make_tiers(t, 2, b, 16 * GiB);
+    sr_plan_request rq = request(&m, t, nt, SR_STRATEGY_SEQUENTIAL);
+    rq.host_exec = SR_EXEC_STREAM;
+    rq.prefetch = 1;
+    sr_plan p;
+    plan_ok(&rq, &p);
+    assert_true(p.stream.n_layers > 0);
+    uint64_t want[3] = {0};
+    for (int u = 0; u < m.n; u++) {
+        const sr_plan_entry *e = &p.units[u];
+        assert_true(e->derived_bytes == m.u[u].derived_bytes);
+        want[e->exec_tier] += e->derived_bytes;
+        if (e->exec == SR_EXEC_STREAM) assert_int_equal(e->exec_tier, p.stream.tier);
+    }
+    for (int ti = 0; ti < nt; ti++) {
+        assert_true(p.tiers[ti].derived == want[ti]);
+        assert_true(p.tiers[ti].total <= t[ti].budget);
+    }
+    assert_true(p.tiers[p.stream.tier].derived > 0);
+    assert_true(p.tiers[nt - 1].derived == 0);      /* the host runs nothing of these */
+    sr_plan_free(&p);
+
+    /* without derived bytes the same budgets hold more units on sim:0 */
+    model bare = m;
+    for (int u = 0; u < bare.n; u++) bare.u[u].derived_bytes = 0;
+    sr_plan_request rb = request(&bare, t, nt, SR_STRATEGY_SEQUENTIAL);
+    sr_plan q;
+    rq.host_exec = rb.host_exec = SR_EXEC_CPU;
+    plan_ok(&rq, &p);
+    plan_ok(&rb, &q);
+    assert_true(q.tiers[0].n_units > p.tiers[0].n_units);
+    /* CPU-run host layers keep their conversions on the host */
+    uint64_t host = 0;
+    for (int u = 0; u < m.n; u++)
+        if (p.units[u].exec == SR_EXEC_CPU) host += m.u[u].derived_bytes;
+    assert_true(host > 0 && p.tiers[nt - 1].derived == host);
+    sr_plan_free(&p);
+    sr_plan_free(&q);
+}
+
 /* ---- failures ------------------------------------------------------------- */
 
 static void test_nothing_fits(void **state)
@@ -824,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_tied_head),
         cmocka_unit_test(test_balanced_low_0),
         cmocka_unit_test(test_streaming_schedule),
+        cmocka_unit_test(test_derived_bytes_where_run),
         cmocka_unit_test(test_nothing_fits),
         cmocka_unit_test(test_host_only),
         cmocka_unit_test(test_s8_s10_catalog_every_tensor_once),

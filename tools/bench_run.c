@@ -1,0 +1,402 @@
+/* `strata bench run`: the whole CPU forward pass on a real model directory.
+ *
+ * Prefill of --prompt tokens (one sr_forward call, logits of the last token
+ * only, as generation does), then --gen decode steps, each feeding back the
+ * greedy token.  Reported: prefill tokens/s, decode tokens/s, time to first
+ * token (prefill + choosing the first token), load time, peak RSS.
+ *
+ * Decode is bound by memory reads: every step reads every weight byte once
+ * (+ the KV cache so far).  A bandwidth probe (tools/bandwidth.h) runs in
+ * the same process, one pass right before every decode step, so the probe
+ * and the steps see the same load on the machine.  The bandwidth-bound
+ * ceiling is bytes read per mean decode step / best probe GB/s; decode is
+ * reported as a fraction of it: for the whole decode phase (`ratio`) and for
+ * the single fastest step (`best_step_ratio`: best against best, what the
+ * code achieves while the cores are not taken by others).  CPU time of the
+ * process is shown next to wall time: on a loaded machine their gap says
+ * how much of the wall time others took.  Each of --runs repetitions starts a fresh sequence;
+ * the best run is reported.  Tokens are fixed pseudo-random ids that are not
+ * control tokens. */
+#include <jansson.h>
+#include <math.h>
+#include <omp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "quant/matmul.h"
+#include "runtime/alloc.h"
+#include "runtime/forward.h"
+#include "runtime/model.h"
+#include "tools/bandwidth.h"
+#include "tools/commands.h"
+
+typedef struct options {
+    const char *model;
+    int threads, prompt, gen, runs;
+    bool json;
+} options;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: strata bench run --model DIR [--threads N] [--prompt N] [--gen N] [--runs N] "
+            "[--json]\n"
+            "  --model DIR   model directory (config.json + safetensors)\n"
+            "  --threads N   OpenMP threads for the model and the bandwidth probe (default: all)\n"
+            "  --prompt N    prompt tokens to prefill (default 512)\n"
+            "  --gen N       decode steps (default 128)\n"
+            "  --runs N      repetitions, each on a fresh sequence; the best is reported "
+            "(default 1)\n"
+            "  --json        one JSON object on stdout instead of text\n"
+            "Thread placement and waiting follow OpenMP's environment (e.g. OMP_PROC_BIND=close,\n"
+            "OMP_WAIT_POLICY); STRATA_PREFILL=bf16 selects the opt-in bf16 prefill.\n");
+}
+
+static int parse_count(const char *opt, const char *v, int lo, int *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || n < lo || n > (1 << 24)) {
+        fprintf(stderr, "strata bench run: %s: '%s' is not a count >= %d\n", opt, v, lo);
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->prompt = 512;
+    o->gen = 128;
+    o->runs = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 1;
+        }
+        if (!strcmp(a, "--json")) {
+            o->json = true;
+            continue;
+        }
+        if (i + 1 == argc) {
+            fprintf(stderr, "strata bench run: %s needs a value\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        int rc = 0;
+        if (!strcmp(a, "--model") || !strcmp(a, "-m")) o->model = v;
+        else if (!strcmp(a, "--threads")) rc = parse_count(a, v, 1, &o->threads);
+        else if (!strcmp(a, "--prompt")) rc = parse_count(a, v, 1, &o->prompt);
+        else if (!strcmp(a, "--gen")) rc = parse_count(a, v, 0, &o->gen);
+        else if (!strcmp(a, "--runs")) rc = parse_count(a, v, 1, &o->runs);
+        else {
+            fprintf(stderr, "strata bench run: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (rc) return 2;
+    }
+    if (!o->model) {
+        fprintf(stderr, "strata bench run: --model DIR is required\n");
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- bytes a decode step reads ------------------------------------------ */
+
+static uint64_t proj_bytes(const sr_proj *p)
+{
+    uint64_t b = 0;
+    for (int i = 0; i < p->n_parts; i++) b += sr_qmatrix_bytes(&p->w[i]);
+    if (p->bias) b += (uint64_t)p->rows * sizeof(float);
+    return b;
+}
+
+/* Weights one token reads: every projection, the norms, one embedding row
+ * and the LM head.  LoRA stacks are left out: a token reads them only while
+ * an adapter is active, and the benchmark's tokens activate none. */
+static uint64_t weight_bytes_per_token(const sr_model *m)
+{
+    uint64_t b = sr_qmatrix_bytes(&m->head) + (uint64_t)m->H * sizeof(float);
+    b += m->embed.rows ? sr_qmatrix_bytes(&m->embed) / (uint64_t)m->embed.rows : 0;
+    for (int l = 0; l < m->L; l++) {
+        const sr_layer_weights *w = &m->layers[l];
+        b += proj_bytes(&w->qkv) + proj_bytes(&w->o) + proj_bytes(&w->mlp_in) +
+             proj_bytes(&w->mlp_out) + 2 * (uint64_t)m->H * sizeof(float);
+        if (w->q_norm) b += 2 * (uint64_t)m->hd * sizeof(float);
+    }
+    return b;
+}
+
+/* K and V of every layer for `n` cached positions (what attention reads). */
+static uint64_t kv_bytes_read(const sr_model *m, int64_t n)
+{
+    return 2 * (uint64_t)m->L * (uint64_t)(m->nkv * m->hd) * sizeof(float) * (uint64_t)n;
+}
+
+/* ---- the measurement ---------------------------------------------------- */
+
+typedef struct run_result {
+    double prefill_s, ttft_s, decode_s;
+    double prefill_cpu_s, decode_cpu_s; /* CPU time of the process (all threads) */
+    double best_step_s;         /* fastest single decode step */
+} run_result;
+
+static int32_t argmax(const float *x, int64_t n)
+{
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return (int32_t)best;
+}
+
+/* Fixed pseudo-random prompt of ids that are not control tokens (a control
+ * token would switch adapters and make the runs differ from plain decode). */
+static void make_prompt(const sr_model *m, int32_t *ids, int n)
+{
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < n; i++) {
+        int32_t t;
+        do {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            t = (int32_t)(s % (uint64_t)m->V);
+        } while (m->cfg.gen != SR_GEN_NONE && sr_config_control_index(&m->cfg, t) >= 0);
+        ids[i] = t;
+    }
+}
+
+/* Decode feeds back greedy tokens; a control token among them is replaced
+ * by the next id that is none, so every step is a plain decode step. */
+static int32_t plain_token(const sr_model *m, int32_t t)
+{
+    while (m->cfg.gen != SR_GEN_NONE && sr_config_control_index(&m->cfg, t) >= 0)
+        t = (int32_t)((t + 1) % m->V);
+    return t;
+}
+
+/* CPU seconds of the process so far, every thread. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int one_run(sr_seq *s, const int32_t *prompt, const options *o, float *logits,
+                   bw_probe *probe, double *best_gbps, run_result *r, sr_error *err)
+{
+    const sr_model *m = s->m;
+    memset(r, 0, sizeof *r);
+    r->best_step_s = INFINITY;
+    sr_seq_reset(s);
+    double g = bw_probe_pass(probe);
+    if (g > *best_gbps) *best_gbps = g;
+    double t0 = now_s(), c0 = cpu_s();
+    if (sr_forward(s, prompt, o->prompt, logits, false, NULL, NULL, err)) return -1;
+    r->prefill_s = now_s() - t0;
+    r->prefill_cpu_s = cpu_s() - c0;
+    int32_t tok = plain_token(m, argmax(logits, m->V));
+    r->ttft_s = now_s() - t0;
+    for (int i = 0; i < o->gen; i++) {
+        g = bw_probe_pass(probe);
+        if (g > *best_gbps) *best_gbps = g;
+        double t1 = now_s(), c1 = cpu_s();
+        if (sr_forward(s, &tok, 1, logits, false, NULL, NULL, err)) return -1;
+        tok = plain_token(m, argmax(logits, m->V));
+        double dt = now_s() - t1;
+        r->decode_s += dt;
+        r->decode_cpu_s += cpu_s() - c1;
+        if (dt < r->best_step_s) r->best_step_s = dt;
+    }
+    return 0;
+}
+
+static double peak_rss_bytes(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru)) return 0;
+    return (double)ru.ru_maxrss * 1024.0; /* Linux: KiB */
+}
+
+static const char *cpu_model(char *buf, size_t len)
+{
+    snprintf(buf, len, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return buf;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10)) continue;
+        const char *v = strchr(line, ':');
+        if (!v) break;
+        v++;
+        while (*v == ' ' || *v == '\t') v++;
+        snprintf(buf, len, "%s", v);
+        buf[strcspn(buf, "\n")] = 0;
+        break;
+    }
+    fclose(f);
+    return buf;
+}
+
+static const char *env_or(const char *name, const char *dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : dflt;
+}
+
+int bench_run(int argc, char **argv)
+{
+    options o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (o.threads) omp_set_num_threads(o.threads);
+    const int threads = omp_get_max_threads();
+
+    sr_error err = {0};
+    sr_model *m = NULL;
+    sr_seq *s = NULL;
+    float *logits = NULL;
+    int32_t *prompt = NULL;
+    bw_probe probe = {0};
+    bool probe_open = false;
+    rc = 1;
+
+    double t0 = now_s();
+    if (sr_model_load(o.model, NULL, &m, &err)) {
+        fprintf(stderr, "strata bench run: %s\n", err.msg);
+        goto done;
+    }
+    const double load_s = now_s() - t0;
+    const int64_t ctx = (int64_t)o.prompt + o.gen;
+    if (sr_seq_create(m, ctx, &s, &err)) {
+        fprintf(stderr, "strata bench run: %s\n", err.msg);
+        goto done;
+    }
+    logits = sr_malloc(sizeof(float) * (size_t)m->V);
+    prompt = sr_malloc(sizeof(int32_t) * (size_t)o.prompt);
+    if (!logits || !prompt) {
+        fprintf(stderr, "strata bench run: out of memory\n");
+        goto done;
+    }
+    if (bw_probe_open(&probe, threads)) {
+        fprintf(stderr, "strata bench run: out of memory for the bandwidth probe\n");
+        goto done;
+    }
+    probe_open = true;
+    make_prompt(m, prompt, o.prompt);
+
+    /* Warm-up: maps every weight page in and lets the OpenMP and OpenBLAS
+     * thread pools start, outside the timed runs. */
+    if (sr_forward(s, prompt, o.prompt < 16 ? o.prompt : 16, logits, false, NULL, NULL, &err)) {
+        fprintf(stderr, "strata bench run: %s\n", err.msg);
+        goto done;
+    }
+
+    const uint64_t wbytes = weight_bytes_per_token(m);
+    double best_gbps = 0;
+    run_result best = {0};
+    for (int r = 0; r < o.runs; r++) {
+        run_result cur;
+        if (one_run(s, prompt, &o, logits, &probe, &best_gbps, &cur, &err)) {
+            fprintf(stderr, "strata bench run: run %d: %s\n", r + 1, err.msg);
+            goto done;
+        }
+        if (r == 0 || cur.prefill_s < best.prefill_s) {
+            best.prefill_s = cur.prefill_s;
+            best.prefill_cpu_s = cur.prefill_cpu_s;
+            best.ttft_s = cur.ttft_s;
+        }
+        if (r == 0 || cur.decode_s < best.decode_s) {
+            best.decode_s = cur.decode_s;
+            best.decode_cpu_s = cur.decode_cpu_s;
+        }
+        if (r == 0 || cur.best_step_s < best.best_step_s) best.best_step_s = cur.best_step_s;
+    }
+
+    /* Mean bytes of a decode step: weights + the KV cache at its mean length. */
+    const double mean_keys = o.prompt + (o.gen + 1) / 2.0;
+    const double step_bytes = (double)wbytes + (double)kv_bytes_read(m, 1) * mean_keys;
+    const double prefill_tps = o.prompt / best.prefill_s;
+    const double decode_tps = o.gen ? o.gen / best.decode_s : 0;
+    const double ceiling_tps = best_gbps * 1e9 / step_bytes;
+    const double ratio = o.gen ? decode_tps / ceiling_tps : 0;
+    const double best_step_ratio = o.gen ? 1.0 / best.best_step_s / ceiling_tps : 0;
+    const char *prefill_mode =
+        !strcmp(env_or("STRATA_PREFILL", "f32"), "bf16") && sr_matmul_bf16_available() ? "bf16"
+                                                                                         : "f32";
+    char cpu[256];
+    cpu_model(cpu, sizeof cpu);
+    double load[3] = {0, 0, 0};
+    if (getloadavg(load, 3) < 1) load[0] = -1;
+    const double rss = peak_rss_bytes();
+    const char *fmt = sr_wformat_name(m->layers[0].mlp_in.w[0].fmt);
+
+    if (o.json) {
+        json_t *j = json_pack(
+            "{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, "
+            "s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+            "model", o.model, "weight_format", fmt, "cpu", cpu, "threads", threads, "isa",
+            sr_isa_name(sr_isa_detect()), "prefill_mode", prefill_mode, "omp_wait_policy",
+            env_or("OMP_WAIT_POLICY", "default"), "prompt", o.prompt, "gen", o.gen, "runs",
+            o.runs, "load_s", load_s, "prefill_tok_s", prefill_tps, "decode_tok_s", decode_tps,
+            "ttft_s", best.ttft_s, "best_step_tok_s", o.gen ? 1.0 / best.best_step_s : 0.0,
+            "bandwidth_gbps", best_gbps, "weight_bytes_per_token", (json_int_t)wbytes,
+            "step_bytes_mean", step_bytes, "ceiling_tok_s", ceiling_tps, "ratio", ratio,
+            "best_step_ratio", best_step_ratio, "peak_rss_bytes", rss, "loadavg_1m",
+            load[0], "prefill_ms_per_token", 1e3 * best.prefill_s / o.prompt, "prefill_cpu_s",
+            best.prefill_cpu_s, "decode_cpu_s", best.decode_cpu_s);
+        if (!j) {
+            fprintf(stderr, "strata bench run: out of memory\n");
+            goto done;
+        }
+        char *txt = json_dumps(j, JSON_INDENT(2));
+        json_decref(j);
+        if (!txt) goto done;
+        printf("%s\n", txt);
+        free(txt);
+    } else {
+        printf("model      %s (%s, %d layers, hidden %lld, vocab %lld)\n", o.model, fmt, m->L,
+               (long long)m->H, (long long)m->V);
+        printf("machine    %s, %d threads, %s kernels, OMP_WAIT_POLICY=%s, load avg %.2f\n", cpu,
+               threads, sr_isa_name(sr_isa_detect()), env_or("OMP_WAIT_POLICY", "default"),
+               load[0]);
+        printf("load       %.2f s, peak RSS %.2f GiB\n", load_s, rss / (1 << 30));
+        printf("prefill    %d tokens: %.2f tok/s (%s), time to first token %.3f s, "
+               "CPU %.2f s for %.2f s wall\n", o.prompt, prefill_tps, prefill_mode, best.ttft_s,
+               best.prefill_cpu_s, best.prefill_s);
+        if (o.gen) {
+            printf("decode     %d steps: %.2f tok/s (fastest step %.2f tok/s), "
+                   "CPU %.2f s for %.2f s wall\n", o.gen, decode_tps, 1.0 / best.best_step_s,
+                   best.decode_cpu_s, best.decode_s);
+            printf("bandwidth  %.2f GB/s (probe, same run); %.3f GB read per step "
+                   "(%.3f GB weights + KV)\n", best_gbps, step_bytes * 1e-9, wbytes * 1e-9);
+            printf("ceiling    %.2f tok/s; decode at %.1f%% of it (fastest step %.1f%%)\n",
+                   ceiling_tps, 100 * ratio, 100 * best_step_ratio);
+        }
+    }
+    rc = 0;
+done:
+    if (probe_open) bw_probe_close(&probe);
+    sr_free(prompt);
+    sr_free(logits);
+    sr_seq_free(s);
+    sr_model_free(m);
+    return rc;
+}
