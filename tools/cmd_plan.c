@@ -29,7 +29,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: strata plan --model DIR [options]\n"
+        "usage: strata plan -m|--model DIR [options]\n"
         "  --max-memory SPEC       budgets, accelerate's vocabulary: cuda:0=3GiB,1=6GiB,cpu=20GiB\n"
         "                          (default: free memory of each accelerator, available RAM - 1 GiB)\n"
         "  --devices SPEC          sim:2x512MiB,sim:1x1GiB (simulated), cuda, or cpu\n"
@@ -80,7 +80,7 @@ static int parse_args(int argc, char **argv, opts *o)
     optind = 1;
     int c;
     int64_t v;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:h", lo, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'M': o->max_memory = optarg; break;
@@ -270,15 +270,18 @@ static void print_text(const opts *o, const ctx *c, const sr_run_shape *shape,
                bytes(e->weight_bytes, b[0], sizeof b[0]),
                e->kv_bytes ? bytes(e->kv_bytes, b[1], sizeof b[1]) : "-", e->reason);
     }
-    printf("\nper tier\n  %-7s %12s %12s %12s %12s %12s %12s %6s\n", "tier", "weights", "KV",
-           "staging", "reserve", "total", "budget", "units");
+    /* derived = what the model builds from its tensors at load (f32 norms,
+     * LoRA stacks, block scales) on the tier that runs each unit */
+    printf("\nper tier\n  %-7s %12s %12s %12s %12s %12s %12s %12s %6s\n", "tier", "weights",
+           "derived", "KV", "staging", "reserve", "total", "budget", "units");
     for (int t = 0; t < n_tiers; t++) {
         const sr_tier_usage *w = &p->tiers[t];
-        printf("  %-7s %12s %12s %12s %12s %12s %12s %6d\n", tiers[t].name,
-               bytes(w->weights, b[0], sizeof b[0]), bytes(w->kv, b[1], sizeof b[1]),
-               bytes(w->staging, b[2], sizeof b[2]), bytes(w->reserve, b[3], sizeof b[3]),
-               bytes(w->total, b[4], sizeof b[4]), bytes(tiers[t].budget, b[5], sizeof b[5]),
-               w->n_units);
+        char d[32];
+        printf("  %-7s %12s %12s %12s %12s %12s %12s %12s %6d\n", tiers[t].name,
+               bytes(w->weights, b[0], sizeof b[0]), bytes(w->derived, d, sizeof d),
+               bytes(w->kv, b[1], sizeof b[1]), bytes(w->staging, b[2], sizeof b[2]),
+               bytes(w->reserve, b[3], sizeof b[3]), bytes(w->total, b[4], sizeof b[4]),
+               bytes(tiers[t].budget, b[5], sizeof b[5]), w->n_units);
     }
     const sr_stream_schedule *ss = &p->stream;
     if (ss->n_layers)
@@ -325,10 +328,11 @@ static void print_json(const opts *o, const ctx *c, const sr_run_shape *shape,
     json_t *ta = json_array();
     for (int t = 0; t < n_tiers; t++) {
         const sr_tier_usage *w = &p->tiers[t];
-        json_array_append_new(ta, json_pack("{s:s,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:i,s:o}",
+        json_array_append_new(ta, json_pack("{s:s,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o}",
             "name", tiers[t].name, "budget", (json_int_t)tiers[t].budget, "budget_source",
             tiers[t].budget_src, "reserve", (json_int_t)w->reserve, "weights",
-            (json_int_t)w->weights, "kv", (json_int_t)w->kv, "staging", (json_int_t)w->staging,
+            (json_int_t)w->weights, "derived", (json_int_t)w->derived, "kv", (json_int_t)w->kv,
+            "staging", (json_int_t)w->staging,
             "total", (json_int_t)w->total, "units", w->n_units, "perf", perf_json(&tiers[t].perf)));
     }
     json_object_set_new(root, "tiers", ta);
