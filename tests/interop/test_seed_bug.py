@@ -8,10 +8,11 @@ the weights, so accelerate splits cpu / disk.  strata gets the same split
 shape: a tier of B bytes for weights (a simulated accelerator, plus its stated
 reserve) and the host for the rest.  What upstream does is printed and stored
 in the junit file; strata must plan it without placing any derived buffer, and
-its logits must equal the single-tier run bit for bit."""
+its greedy run with those budgets (`strata run --devices --max-memory`) must
+equal the single-tier run bit for bit (tokens, adapter indices, logits) and
+upstream's single-tier logits within 1e-4."""
 import json
 import os
-import tempfile
 
 import numpy as np
 import pytest
@@ -73,22 +74,35 @@ def test_seed_bug_upstream_recorded_strata_plans(fraction, tmp_path, record_prop
     assert plan["derived_keys_placed"] == 0 and plan["derived_keys_ignored"] == 3, plan
 
 
+def strata_run(path, toks, n, tmp, *placement):
+    """`strata run` greedy: (its JSON, the logits that chose each token)."""
+    out = tmp / f"logits-{len(placement)}.f32"
+    p = strata_cli.run("run", "--model", path, "--tokens", ",".join(map(str, toks)), "-n", n,
+                       "--ignore-eos", "--ctx", 64, "--json", "--quiet", "--logits", out, *placement)
+    return json.loads(p.stdout), np.fromfile(out, dtype="<f4").reshape(n, -1)
+
+
 @pytest.mark.parametrize("fraction", FRACTIONS)
-def test_seed_bug_strata_split_equals_single_tier(fraction):
-    help_text = strata_cli.help_text("logits")
+def test_seed_bug_strata_split_equals_single_tier(fraction, tmp_path):
+    help_text = strata_cli.help_text("run")
     if "--max-memory" not in help_text or "--devices" not in help_text:
-        pytest.skip("skipped: strata logits takes no --devices/--max-memory yet "
-                    "(plans are not executable from the command line)")
+        pytest.skip("skipped: strata run takes no --devices/--max-memory yet")
     path = models.GOLDEN_MODELS[CKPT]
-    ref, _ = models.load_reference(path)
     toks = models.random_tokens(rng_for("seed-bug-run", fraction), path, 13, max_controls=3)
     _, budgets = strata_budgets(path, fraction)
-    single = strata_cli.logits(path, toks)
-    with tempfile.TemporaryDirectory() as d:
-        strata_cli.run("logits", "--model", path, "--tokens", ",".join(map(str, toks)),
-                       "--out", f"{d}/l.f32", *budgets)
-        split = np.fromfile(f"{d}/l.f32", dtype="<f4").reshape(len(toks), -1)
-    assert np.array_equal(split.view(np.uint32), single.view(np.uint32)), \
-        f"split run differs from the single tier by {float(np.abs(split - single).max()):.3g}"
-    d = float(np.abs(split - models.reference_logits(ref, toks)).max())
+    n = 8
+    single, single_logits = strata_run(path, toks, n, tmp_path)
+    split, split_logits = strata_run(path, toks, n, tmp_path, *budgets)
+    used = [t["name"] for t in split["placement"]["tiers"] if t["units"]]
+    assert len(used) == 2, f"the split run used the tiers {used}: {split['placement']}"
+    assert split["generated"] == single["generated"], (split["generated"], single["generated"])
+    assert split["adapter_indices"] == single["adapter_indices"]
+    assert np.array_equal(split_logits.view(np.uint32), single_logits.view(np.uint32)), \
+        f"split run differs from the single tier by {float(np.abs(split_logits - single_logits).max()):.3g}"
+    # and upstream, single tier, computes the same steps
+    ref, _ = models.load_reference(path)
+    seq = toks + split["generated"][:-1]
+    up = models.reference_logits(ref, seq)[len(toks) - 1:]
+    d = float(np.abs(split_logits - up).max())
     assert d <= 1e-4, f"split run vs upstream single tier: {d:.3g}"
+    assert ref.model._last_adapter_indices[0].tolist() == split["adapter_indices"][: len(seq)]
