@@ -16,7 +16,9 @@
  * process is shown next to wall time: on a loaded machine their gap says
  * how much of the wall time others took.  Each of --runs repetitions starts a fresh sequence;
  * the best run is reported.  Tokens are fixed pseudo-random ids that are not
- * control tokens. */
+ * control tokens.  The kernels' numerics follow the environment
+ * (STRATA_PREFILL=bf16, STRATA_KERNELS=int8, quant/matmul.h) and are named
+ * in the output. */
 #include <jansson.h>
 #include <math.h>
 #include <omp.h>
@@ -60,7 +62,8 @@ static void usage(FILE *f)
             "(default 1)\n"
             "  --json        one JSON object on stdout instead of text\n"
             "Thread placement and waiting follow OpenMP's environment (e.g. OMP_PROC_BIND=close,\n"
-            "OMP_WAIT_POLICY); STRATA_PREFILL=bf16 selects the opt-in bf16 prefill.\n");
+            "OMP_WAIT_POLICY); STRATA_PREFILL=bf16 selects the opt-in bf16 prefill,\n"
+            "STRATA_KERNELS=int8 the opt-in int8 kernels (quant/matmul.h).\n");
 }
 
 static int parse_count(const char *opt, const char *v, int lo, int *out)
@@ -338,9 +341,12 @@ int bench_run(int argc, char **argv)
     const double ceiling_tps = best_gbps * 1e9 / step_bytes;
     const double ratio = o.gen ? decode_tps / ceiling_tps : 0;
     const double best_step_ratio = o.gen ? 1.0 / best.best_step_s / ceiling_tps : 0;
+    const bool int8 = sr_matmul_get_mode() == SR_MATMUL_INT8 && sr_matmul_int8_available();
     const char *prefill_mode =
+        int8 ? "int8" :
         !strcmp(env_or("STRATA_PREFILL", "f32"), "bf16") && sr_matmul_bf16_available() ? "bf16"
                                                                                          : "f32";
+    const char *kernels = int8 ? "int8" : "exact";
     char cpu[256];
     cpu_model(cpu, sizeof cpu);
     double load[3] = {0, 0, 0};
@@ -350,10 +356,11 @@ int bench_run(int argc, char **argv)
 
     if (o.json) {
         json_t *j = json_pack(
-            "{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, "
+            "{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, "
             "s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
             "model", o.model, "weight_format", fmt, "cpu", cpu, "threads", threads, "isa",
-            sr_isa_name(sr_isa_detect()), "prefill_mode", prefill_mode, "omp_wait_policy",
+            sr_isa_name(sr_isa_detect()), "kernels", kernels, "prefill_mode", prefill_mode,
+            "omp_wait_policy",
             env_or("OMP_WAIT_POLICY", "default"), "prompt", o.prompt, "gen", o.gen, "runs",
             o.runs, "load_s", load_s, "prefill_tok_s", prefill_tps, "decode_tok_s", decode_tps,
             "ttft_s", best.ttft_s, "best_step_tok_s", o.gen ? 1.0 / best.best_step_s : 0.0,
@@ -374,9 +381,9 @@ int bench_run(int argc, char **argv)
     } else {
         printf("model      %s (%s, %d layers, hidden %lld, vocab %lld)\n", o.model, fmt, m->L,
                (long long)m->H, (long long)m->V);
-        printf("machine    %s, %d threads, %s kernels, OMP_WAIT_POLICY=%s, load avg %.2f\n", cpu,
-               threads, sr_isa_name(sr_isa_detect()), env_or("OMP_WAIT_POLICY", "default"),
-               load[0]);
+        printf("machine    %s, %d threads, %s %s kernels, OMP_WAIT_POLICY=%s, load avg %.2f\n",
+               cpu, threads, sr_isa_name(sr_isa_detect()), kernels,
+               env_or("OMP_WAIT_POLICY", "default"), load[0]);
         printf("load       %.2f s, peak RSS %.2f GiB\n", load_s, rss / (1 << 30));
         printf("prefill    %d tokens: %.2f tok/s (%s), time to first token %.3f s, "
                "CPU %.2f s for %.2f s wall\n", o.prompt, prefill_tps, prefill_mode, best.ttft_s,

@@ -23,7 +23,8 @@ for k in ["prefill_tok_s", "decode_tok_s", "ttft_s", "bandwidth_gbps", "ceiling_
           "ratio", "best_step_ratio", "peak_rss_bytes", "prefill_cpu_s", "decode_cpu_s"]:
     assert j[k] > 0, (k, j[k])
 assert j["prompt"] == 20 and j["gen"] == 4 and j["runs"] == 1
-assert j["weight_format"] == "f32" and j["prefill_mode"] in ("f32", "bf16")
+assert j["weight_format"] == "f32" and j["prefill_mode"] in ("f32", "bf16", "int8")
+assert j["kernels"] in ("exact", "int8")
 # weights of one token: 3 layers of the small model + head + one embedding row
 assert 100_000 < j["weight_bytes_per_token"] < 10_000_000, j["weight_bytes_per_token"]
 assert j["step_bytes_mean"] > j["weight_bytes_per_token"]
