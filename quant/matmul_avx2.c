@@ -3,6 +3,7 @@
  * Every function carries a target attribute (the build does not assume the
  * host CPU); matmul.c calls them only after cpuid reported AVX2 + FMA. */
 #include "quant/matmul_kernels.h"
+#include "quant/prefetch.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -21,17 +22,6 @@
 #define UNROLL _Pragma("GCC unroll 8")
 /* Keeps a loaded vector in a register (see matmul_avx512.c). */
 #define PIN(v) __asm__("" : "+x"(v))
-
-/* Software prefetch along each row stream, as in matmul_avx512.c. */
-enum { PREFETCH_AHEAD = 512 };
-
-INLINE void prefetch_stream(const char *pos, int64_t off, int64_t row_bytes, int R)
-{
-    /* In integers: the address may lie past the end of the matrix. */
-    uintptr_t p = (uintptr_t)pos + PREFETCH_AHEAD;
-    if (off + PREFETCH_AHEAD >= row_bytes) p += (uintptr_t)((R - 1) * row_bytes);
-    _mm_prefetch((const char *)p, _MM_HINT_T0);
-}
 
 #define FOR_N(CALL)                \
     switch (n) {                   \
@@ -109,8 +99,8 @@ INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float
             const int64_t jp = j + 8 * p, line_elems = 64 / (int64_t)elem_size(f);
             UNROLL for (int i = 0; i < R; i++) {
                 if ((jp & (line_elems - 1)) == 0)
-                    prefetch_stream(row[i] + (size_t)jp * elem_size(f), jp * (int64_t)elem_size(f),
-                                    ldw * (int64_t)elem_size(f), R);
+                    sr_prefetch_stream(row[i] + (size_t)jp * elem_size(f),
+                                       jp * (int64_t)elem_size(f), ldw * (int64_t)elem_size(f), R);
                 wv[i] = load8(f, row[i], jp);
             }
             UNROLL for (int c = 0; c < n; c++) {
@@ -229,7 +219,7 @@ INLINE void q4_block(const sr_qmatrix *w, const q4_layout *l, const float *xp, f
         UNROLL for (int i = 0; i < R; i++) {
             const uint8_t *src = data + (r + i) * (cols / 2) + g * (Q4_GROUP / 2);
             if ((g & 1) == 0) /* one prefetch per 64-byte line */
-                prefetch_stream((const char *)src, g * (Q4_GROUP / 2), cols / 2, R);
+                sr_prefetch_stream((const char *)src, g * (Q4_GROUP / 2), cols / 2, R);
             v[i] = _mm256_loadu_si256((const __m256i *)src);
             sv[i] = q4_group_scales(l, w->scales, (r + i) * cols + g * Q4_GROUP);
             t[i] = _mm256_setzero_ps();

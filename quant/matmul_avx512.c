@@ -4,6 +4,7 @@
  * with -mavx512f: the build does not assume the host CPU, and matmul.c only
  * calls these after cpuid reported the extensions (sr_kernels_for). */
 #include "quant/matmul_kernels.h"
+#include "quant/prefetch.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -84,23 +85,6 @@ static size_t elem_size(sr_wformat f)
     return f == SR_W_F32 ? 4 : f == SR_W_INT8 ? 1 : 2;
 }
 
-/* Software prefetch distance along each row stream.  The R row streams of
- * a block restart every block, which the hardware prefetcher follows late:
- * measured on the Zen 4 dev VM (1 thread, weights from DRAM) 512 bytes
- * ahead gave nf4 +25-40%, int8 +15-25%, bf16 +5%; 1-4 KiB was no better. */
-enum { PREFETCH_AHEAD = 512 };
-
-/* Prefetch for one stream of a row block: PREFETCH_AHEAD bytes further along
- * its row, continuing in the same row of the next block (rows r+i, r+i+R).
- * `off` is pos's offset in its row.  Prefetches never fault. */
-INLINE void prefetch_stream(const char *pos, int64_t off, int64_t row_bytes, int R)
-{
-    /* In integers: the address may lie past the end of the matrix. */
-    uintptr_t p = (uintptr_t)pos + PREFETCH_AHEAD;
-    if (off + PREFETCH_AHEAD >= row_bytes) p += (uintptr_t)((R - 1) * row_bytes);
-    _mm_prefetch((const char *)p, _MM_HINT_T0);
-}
-
 /* Rows [r, r+R) of a dense matrix (row stride ldw elements) times n columns. */
 INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float *scb,
                         int64_t cols, const float *x, int64_t ldx, float *y, int64_t ldy,
@@ -120,8 +104,8 @@ INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float
         __m512 wv[4];
         UNROLL for (int i = 0; i < R; i++) {
             if ((j & (line_elems - 1)) == 0)
-                prefetch_stream(row[i] + (size_t)j * elem_size(f), j * (int64_t)elem_size(f),
-                                ldw * (int64_t)elem_size(f), R);
+                sr_prefetch_stream(row[i] + (size_t)j * elem_size(f),
+                                   j * (int64_t)elem_size(f), ldw * (int64_t)elem_size(f), R);
             wv[i] = load16(f, row[i], j);
         }
         UNROLL for (int c = 0; c < n; c++) {
@@ -229,7 +213,7 @@ INLINE void q4_block(const sr_qmatrix *w, const q4_layout *l, const float *xp, f
         __m512 sv[4], t[4][8][2];
         UNROLL for (int i = 0; i < R; i++) {
             const uint8_t *src = data + (r + i) * (cols / 2) + g * (Q4_GROUP / 2);
-            prefetch_stream((const char *)src, g * (Q4_GROUP / 2), cols / 2, R);
+            sr_prefetch_stream((const char *)src, g * (Q4_GROUP / 2), cols / 2, R);
             v[i] = _mm512_loadu_si512((const void *)src);
             sv[i] = q4_group_scales(l, w->scales, (r + i) * cols + g * Q4_GROUP);
             if (late)

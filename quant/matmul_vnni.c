@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "quant/matmul_kernels.h"
+#include "quant/prefetch.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
@@ -248,19 +249,6 @@ static TARGET void pack_x_i8(const float *x, int64_t n, int64_t ldx, int64_t col
  * accumulators plus 2R weight vectors must fit the 32 registers. */
 #define ROWS(n) ((n) <= 2 ? 4 : 2)
 
-/* Software prefetch distance along a row stream (as the exact kernels:
- * the R streams restart every row block, which the hardware prefetcher
- * follows late).  Past the row's end it continues in the same stream's row
- * of the next block (row + R).  Prefetches never fault. */
-enum { PREFETCH_AHEAD = 512 };
-
-INLINE void prefetch_row(const uint8_t *pos, int64_t off, int64_t row_bytes, int R)
-{
-    uintptr_t p = (uintptr_t)pos + PREFETCH_AHEAD;
-    if (off + PREFETCH_AHEAD >= row_bytes) p += (uintptr_t)((R - 1) * row_bytes);
-    _mm_prefetch((const char *)p, _MM_HINT_T0);
-}
-
 typedef struct q4_mat {
     const uint8_t *data;
     const float *scales;
@@ -333,7 +321,7 @@ INLINE void q4_group(const q4_mat *m, const xgroup_q4 *xg, int64_t g, int64_t r,
     __m512 sv[4];
     UNROLL for (int i = 0; i < R; i++) {
         const uint8_t *src = m->data + (r + i) * row_bytes + g * (Q4_GROUP / 2);
-        prefetch_row(src, g * (Q4_GROUP / 2), row_bytes, R);
+        sr_prefetch_stream(src, g * (Q4_GROUP / 2), row_bytes, R);
         __m512i v = tail ? _mm512_maskz_loadu_epi8(bytes, src) : _mm512_loadu_si512(src);
         lo[i] = _mm512_shuffle_epi8(m->tab, _mm512_and_si512(v, nib));
         hi[i] = _mm512_shuffle_epi8(m->tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
@@ -387,7 +375,7 @@ INLINE void i8_group(const sr_qmatrix *w, const xgroup_i8 *xg, int64_t g, int64_
     __m512i u[4];
     UNROLL for (int i = 0; i < R; i++) {
         const uint8_t *src = (const uint8_t *)w->data + (r + i) * cols + g * I8_GROUP;
-        prefetch_row(src, g * I8_GROUP, cols, R);
+        sr_prefetch_stream(src, g * I8_GROUP, cols, R);
         __m512i v = tail ? _mm512_maskz_loadu_epi8(bytes, src) : _mm512_loadu_si512(src);
         u[i] = _mm512_xor_si512(v, flip); /* code + 128 */
     }
