@@ -1,5 +1,7 @@
 #include "runtime/alloc.h"
 
+#include "runtime/hugepages.h"
+
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +62,11 @@ void *sr_malloc_aligned(size_t n)
 {
     if (should_fail()) return NULL;
     void *p = NULL;
-    if (posix_memalign(&p, 64, n ? n : 64)) return NULL;
+    /* Big buffers (weights, KV caches) start on a 2 MiB boundary and ask
+     * for huge pages (runtime/hugepages.h). */
+    const int big = n >= SR_HUGEPAGE_MIN;
+    if (posix_memalign(&p, big ? (size_t)2 << 20 : 64, n ? n : 64)) return NULL;
+    if (big) sr_hugepages_advise(p, n);
     return p;
 }
 

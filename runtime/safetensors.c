@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "runtime/alloc.h"
+#include "runtime/hugepages.h"
 
 enum st_storage { ST_BORROWED, ST_OWNED_HEAP, ST_MMAP };
 
@@ -344,6 +345,7 @@ int sr_st_open(const char *path, sr_st_file **out, sr_error *err)
             sr_st_close(f);
             return sr_fail(err, "%s: cannot mmap: %s", path, strerror(e));
         }
+        sr_hugepages_advise(m, f->len); /* weights: runtime/hugepages.h */
         f->buf = m;
         f->storage = ST_MMAP;
     } else {
