@@ -18,7 +18,17 @@
  * the best run is reported.  Tokens are fixed pseudo-random ids that are not
  * control tokens.  The kernels' numerics follow the environment
  * (STRATA_PREFILL=bf16, STRATA_KERNELS=int8, quant/matmul.h) and are named
- * in the output. */
+ * in the output.
+ *
+ * Placement: with --devices other than cpu (and the other flags of
+ * tools/placement_args.h) the model is placed as strata_model_open does for
+ * devices (offload/placement.h: plan, then every unit copied onto its tier)
+ * and every pass runs on the placement's executor.  The report then adds
+ * each tier's memory (used, peak, planned, budget), the weight bytes
+ * streamed per decode step (planned; counted by the executor and, on sim,
+ * by the devices, which count every byte copied in or out), the copy time
+ * and whether copies overlap compute.  Without placement flags the passes
+ * are the plain sr_forward ones, as before. */
 #include <jansson.h>
 #include <math.h>
 #include <omp.h>
@@ -29,17 +39,22 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "offload/placement.h"
 #include "quant/matmul.h"
 #include "runtime/alloc.h"
 #include "runtime/forward.h"
 #include "runtime/model.h"
 #include "tools/bandwidth.h"
+#include "tools/cli_util.h"
 #include "tools/commands.h"
+#include "tools/placement_args.h"
 
 typedef struct options {
     const char *model;
     int threads, prompt, gen, runs;
+    int ctx;                    /* 0: prompt + gen */
     bool json;
+    placement_args place;
 } options;
 
 static double now_s(void)
@@ -53,14 +68,22 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: strata bench run --model DIR [--threads N] [--prompt N] [--gen N] [--runs N] "
-            "[--json]\n"
+            "[--ctx N] [--json] [placement]\n"
             "  --model DIR   model directory (config.json + safetensors)\n"
             "  --threads N   OpenMP threads for the model and the bandwidth probe (default: all)\n"
             "  --prompt N    prompt tokens to prefill (default 512)\n"
             "  --gen N       decode steps (default 128)\n"
             "  --runs N      repetitions, each on a fresh sequence; the best is reported "
             "(default 1)\n"
-            "  --json        one JSON object on stdout instead of text\n"
+            "  --ctx N       context positions of the sequence (default prompt + gen); a\n"
+            "                placement plans its KV cache for them\n"
+            "  --json        one JSON object on stdout instead of text\n");
+    placement_args_usage(f);
+    fprintf(f,
+            "  placed, every pass runs on the placement's executor (as in `strata run`); the\n"
+            "  report adds each tier's memory used against its budget, the weight bytes streamed\n"
+            "  per decode step (planned and counted), the copy time and whether copies overlap\n"
+            "  compute, next to the tokens/s of prefill and decode for that placement\n"
             "Thread placement and waiting follow OpenMP's environment (e.g. OMP_PROC_BIND=close,\n"
             "OMP_WAIT_POLICY); STRATA_PREFILL=bf16 selects the opt-in bf16 prefill,\n"
             "STRATA_KERNELS=int8 the opt-in int8 kernels (quant/matmul.h).\n");
@@ -84,6 +107,7 @@ static int parse_options(int argc, char **argv, options *o)
     o->prompt = 512;
     o->gen = 128;
     o->runs = 1;
+    placement_args_init(&o->place);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -99,12 +123,16 @@ static int parse_options(int argc, char **argv, options *o)
             return 2;
         }
         const char *v = argv[++i];
+        int taken = placement_args_take(&o->place, "strata bench run", a, v);
+        if (taken < 0) return 2;
+        if (taken) continue;
         int rc = 0;
         if (!strcmp(a, "--model") || !strcmp(a, "-m")) o->model = v;
         else if (!strcmp(a, "--threads")) rc = parse_count(a, v, 1, &o->threads);
         else if (!strcmp(a, "--prompt")) rc = parse_count(a, v, 1, &o->prompt);
         else if (!strcmp(a, "--gen")) rc = parse_count(a, v, 0, &o->gen);
         else if (!strcmp(a, "--runs")) rc = parse_count(a, v, 1, &o->runs);
+        else if (!strcmp(a, "--ctx")) rc = parse_count(a, v, 1, &o->ctx);
         else {
             fprintf(stderr, "strata bench run: unknown option '%s'\n", a);
             usage(stderr);
@@ -115,6 +143,12 @@ static int parse_options(int argc, char **argv, options *o)
     if (!o->model) {
         fprintf(stderr, "strata bench run: --model DIR is required\n");
         usage(stderr);
+        return 2;
+    }
+    if (placement_args_check(&o->place, "strata bench run")) return 2;
+    if (o->ctx && o->ctx < o->prompt + o->gen) {
+        fprintf(stderr, "strata bench run: --ctx %d: --prompt %d + --gen %d need %d positions\n",
+                o->ctx, o->prompt, o->gen, o->prompt + o->gen);
         return 2;
     }
     return 0;
@@ -152,12 +186,65 @@ static uint64_t kv_bytes_read(const sr_model *m, int64_t n)
     return 2 * (uint64_t)m->L * (uint64_t)(m->nkv * m->hd) * sizeof(float) * (uint64_t)n;
 }
 
+/* ---- what runs the passes ------------------------------------------------ */
+
+/* The CPU forward pass on the benchmark's own sequence, or a placement's
+ * executor (what strata_model_open builds for devices other than "cpu"; the
+ * sequence is then the executor's). */
+typedef struct runner {
+    sr_seq *seq;
+    sr_placement *pl;           /* NULL: the CPU path */
+} runner;
+
+static int runner_forward(runner *rn, const int32_t *ids, int64_t T, float *logits, sr_error *err)
+{
+    return rn->pl ? sr_offload_forward(rn->pl->exec, ids, T, logits, false, err)
+                  : sr_forward(rn->seq, ids, T, logits, false, NULL, NULL, err);
+}
+
+static void runner_reset(runner *rn)
+{
+    if (rn->pl) sr_offload_reset(rn->pl->exec);
+    else sr_seq_reset(rn->seq);
+}
+
+/* Plans the model over the placement flags for `ctx` positions and copies
+ * every unit onto its tier, as the API does (runtime/strata_api.c). */
+static int runner_place(runner *rn, const sr_model *m, const options *o, int64_t ctx,
+                        int threads, sr_error *err)
+{
+    sr_placement_opts po = {.ctx = ctx, .threads = threads};
+    placement_args_to_opts(&o->place, &po);
+    if (sr_placement_create(m, &po, &rn->pl, NULL, err)) return -1;
+    rn->seq = sr_offload_seq(rn->pl->exec);
+    return 0;
+}
+
+/* What a placed run's decode steps moved: the executor's counts and the
+ * accelerators' own (a sim device counts every byte copied in or out). */
+typedef struct transfer_counts {
+    sr_offload_stats exec;
+    uint64_t dev_in, dev_out;   /* into / out of the accelerators, summed */
+} transfer_counts;
+
+static void collect_transfers(const sr_placement *pl, transfer_counts *x)
+{
+    x->exec = *sr_offload_get_stats(pl->exec);
+    x->dev_in = x->dev_out = 0;
+    for (int g = 0; g < pl->devs.n_gpu; g++) {
+        const sr_xfer_stats *d = &pl->devs.gpu[g].moved;
+        x->dev_in += d->h2d + d->d2d_in;
+        x->dev_out += d->d2h + d->d2d_out;
+    }
+}
+
 /* ---- the measurement ---------------------------------------------------- */
 
 typedef struct run_result {
     double prefill_s, ttft_s, decode_s;
     double prefill_cpu_s, decode_cpu_s; /* CPU time of the process (all threads) */
     double best_step_s;         /* fastest single decode step */
+    transfer_counts xfer;       /* placed: what the decode steps moved */
 } run_result;
 
 static int32_t argmax(const float *x, int64_t n)
@@ -202,32 +289,34 @@ static double cpu_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int one_run(sr_seq *s, const int32_t *prompt, const options *o, float *logits,
-                   bw_probe *probe, double *best_gbps, run_result *r, sr_error *err)
+static int one_run(runner *rn, const sr_model *m, const int32_t *prompt, const options *o,
+                   float *logits, bw_probe *probe, double *best_gbps, run_result *r,
+                   sr_error *err)
 {
-    const sr_model *m = s->m;
     memset(r, 0, sizeof *r);
     r->best_step_s = INFINITY;
-    sr_seq_reset(s);
+    runner_reset(rn);
     double g = bw_probe_pass(probe);
     if (g > *best_gbps) *best_gbps = g;
     double t0 = now_s(), c0 = cpu_s();
-    if (sr_forward(s, prompt, o->prompt, logits, false, NULL, NULL, err)) return -1;
+    if (runner_forward(rn, prompt, o->prompt, logits, err)) return -1;
     r->prefill_s = now_s() - t0;
     r->prefill_cpu_s = cpu_s() - c0;
     int32_t tok = plain_token(m, argmax(logits, m->V));
     r->ttft_s = now_s() - t0;
+    if (rn->pl) sr_offload_reset_moved(rn->pl->exec);   /* count the decode steps only */
     for (int i = 0; i < o->gen; i++) {
         g = bw_probe_pass(probe);
         if (g > *best_gbps) *best_gbps = g;
         double t1 = now_s(), c1 = cpu_s();
-        if (sr_forward(s, &tok, 1, logits, false, NULL, NULL, err)) return -1;
+        if (runner_forward(rn, &tok, 1, logits, err)) return -1;
         tok = plain_token(m, argmax(logits, m->V));
         double dt = now_s() - t1;
         r->decode_s += dt;
         r->decode_cpu_s += cpu_s() - c1;
         if (dt < r->best_step_s) r->best_step_s = dt;
     }
+    if (rn->pl) collect_transfers(rn->pl, &r->xfer);
     return 0;
 }
 
@@ -264,6 +353,131 @@ static const char *env_or(const char *name, const char *dflt)
     return v && *v ? v : dflt;
 }
 
+/* ---- the placement report --------------------------------------------------- */
+
+static uint64_t per_step(uint64_t bytes, uint64_t steps)
+{
+    return steps ? bytes / steps : 0;
+}
+
+static const sr_device *tier_device(const sr_placement *pl, int t)
+{
+    return t < pl->devs.n_gpu ? &pl->devs.gpu[t] : &pl->devs.host;
+}
+
+/* Whether copies overlap compute, in words (cpu and sim copy synchronously). */
+static const char *overlap_words(const sr_placement *pl)
+{
+    if (!pl->plan.stream.n_layers) return "nothing streamed";
+    if (sr_offload_get_stats(pl->exec)->async_copies)
+        return "asynchronous copies (overlap not measured)";
+    return "synchronous copies: no overlap with compute";
+}
+
+static void placement_text(const sr_placement *pl, const options *o, const transfer_counts *x,
+                           double place_s)
+{
+    const sr_plan *p = &pl->plan;
+    char b[9][32];
+    printf("placement  %s, strategy %s, ctx %lld, placed in %.2f s; %s\n", o->place.devices,
+           sr_strategy_name(p->strategy), (long long)pl->shape.ctx, place_s, p->exec_reason);
+    printf("  %-8s %11s %11s %11s %11s  = weights + KV + staging + derived + reserve\n", "tier",
+           "used", "peak", "planned", "budget");
+    for (int t = 0; t < p->n_tiers; t++) {
+        const sr_tier_usage *u = &p->tiers[t];
+        const sr_device *d = tier_device(pl, t);
+        printf("  %-8s %11s %11s %11s %11s  = %s + %s + %s + %s + %s\n", pl->tiers[t].name,
+               cli_fmt_bytes(d->used, b[0], 32), cli_fmt_bytes(d->peak, b[1], 32),
+               cli_fmt_bytes(u->total, b[2], 32), cli_fmt_bytes(pl->tiers[t].budget, b[3], 32),
+               cli_fmt_bytes(u->weights, b[4], 32), cli_fmt_bytes(u->kv, b[5], 32),
+               cli_fmt_bytes(u->staging, b[6], 32), cli_fmt_bytes(u->derived, b[7], 32),
+               cli_fmt_bytes(u->reserve, b[8], 32));
+    }
+    const uint64_t n = x->exec.steps;
+    if (!n) {
+        printf("streamed   no decode step ran (--gen 0): nothing to count per token\n");
+        return;
+    }
+    if (p->stream.n_layers)
+        printf("streamed   %d layer%s to %s (prefetch %d, %d slot%s): %s per decode step "
+               "(plan %s)\n", p->stream.n_layers, p->stream.n_layers == 1 ? "" : "s",
+               pl->tiers[p->stream.tier].name, p->stream.prefetch, p->stream.slots,
+               p->stream.slots == 1 ? "" : "s",
+               cli_fmt_bytes(per_step(x->exec.streamed, n), b[0], 32),
+               cli_fmt_bytes(p->stream.bytes_per_token, b[1], 32));
+    else
+        printf("streamed   nothing: no layer is streamed\n");
+    printf("moved      per decode step: %s into the accelerators, %s out (activations %s, step "
+           "data %s, logits %s)\n", cli_fmt_bytes(per_step(x->dev_in, n), b[0], 32),
+           cli_fmt_bytes(per_step(x->dev_out, n), b[1], 32),
+           cli_fmt_bytes(per_step(x->exec.activations, n), b[2], 32),
+           cli_fmt_bytes(per_step(x->exec.metadata, n), b[3], 32),
+           cli_fmt_bytes(per_step(x->exec.logits, n), b[4], 32));
+    printf("copies     %.3f ms of %.3f ms per decode step; %s; plan predicted %.2f tok/s\n",
+           x->exec.copy_s * 1e3 / (double)n, x->exec.step_s * 1e3 / (double)n,
+           overlap_words(pl), p->tokens_per_s);
+}
+
+/* The "placement" object of the JSON report (NULL: out of memory).  Keys
+ * follow `strata run --json` where they mean the same. */
+static json_t *placement_json(const sr_placement *pl, const options *o, const transfer_counts *x,
+                              double place_s)
+{
+    const sr_plan *p = &pl->plan;
+    const uint64_t n = x->exec.steps;
+    const bool async = sr_offload_get_stats(pl->exec)->async_copies;
+    json_t *j = json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:f, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        "s:f, s:f, s:f, s:f, s:b}",
+        "devices", o->place.devices, "strategy", sr_strategy_name(p->strategy), "host_exec",
+        sr_exec_name(p->host_exec), "host_exec_reason", p->exec_reason, "ctx",
+        (json_int_t)pl->shape.ctx, "place_s", place_s, "streamed_layers", p->stream.n_layers,
+        "prefetch", p->stream.prefetch, "slots", p->stream.slots,
+        "planned_stream_bytes_per_token", (json_int_t)p->stream.bytes_per_token,
+        "decode_passes", (json_int_t)n,
+        "stream_bytes_per_token", (json_int_t)per_step(x->exec.streamed, n),
+        "activation_bytes_per_token", (json_int_t)per_step(x->exec.activations, n),
+        "metadata_bytes_per_token", (json_int_t)per_step(x->exec.metadata, n),
+        "logit_bytes_per_token", (json_int_t)per_step(x->exec.logits, n),
+        "device_in_bytes_per_token", (json_int_t)per_step(x->dev_in, n),
+        "device_out_bytes_per_token", (json_int_t)per_step(x->dev_out, n),
+        "predicted_s_per_token", p->seconds_per_step, "predicted_tok_s", p->tokens_per_s,
+        "copy_s_per_token", n ? x->exec.copy_s / (double)n : 0.0,
+        "step_s_per_token", n ? x->exec.step_s / (double)n : 0.0, "async_copies", async);
+    json_t *tiers = json_array();
+    if (!j || !tiers) goto fail;
+    for (int t = 0; t < p->n_tiers; t++) {
+        const sr_tier_usage *u = &p->tiers[t];
+        const sr_device *d = tier_device(pl, t);
+        if (json_array_append_new(
+                tiers, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "name",
+                                 pl->tiers[t].name, "used", (json_int_t)d->used, "peak",
+                                 (json_int_t)d->peak, "planned", (json_int_t)u->total, "budget",
+                                 (json_int_t)pl->tiers[t].budget, "weights",
+                                 (json_int_t)u->weights, "kv", (json_int_t)u->kv, "staging",
+                                 (json_int_t)u->staging, "derived", (json_int_t)u->derived,
+                                 "reserve", (json_int_t)u->reserve, "units", u->n_units)))
+            goto fail;
+    }
+    /* overlap: the fraction of the copy time hidden behind compute; null
+     * where copies are asynchronous (not measured) */
+    if (json_object_set_new(j, "tiers", tiers) ||
+        json_object_set_new(j, "stream_tier", p->stream.tier >= 0
+                                                  ? json_string(pl->tiers[p->stream.tier].name)
+                                                  : json_null()) ||
+        json_object_set_new(j, "overlap", async ? json_null() : json_real(0.0))) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+fail:
+    json_decref(tiers);
+    json_decref(j);
+    return NULL;
+}
+
+/* ---- the command ------------------------------------------------------------ */
+
 int bench_run(int argc, char **argv)
 {
     options o;
@@ -271,10 +485,11 @@ int bench_run(int argc, char **argv)
     if (rc) return rc == 1 ? 0 : rc;
     if (o.threads) omp_set_num_threads(o.threads);
     const int threads = omp_get_max_threads();
+    const bool placed = placement_args_placed(&o.place);
 
     sr_error err = {0};
     sr_model *m = NULL;
-    sr_seq *s = NULL;
+    runner rn = {0};
     float *logits = NULL;
     int32_t *prompt = NULL;
     bw_probe probe = {0};
@@ -287,8 +502,17 @@ int bench_run(int argc, char **argv)
         goto done;
     }
     const double load_s = now_s() - t0;
-    const int64_t ctx = (int64_t)o.prompt + o.gen;
-    if (sr_seq_create(m, ctx, &s, &err)) {
+    const int64_t ctx = o.ctx ? o.ctx : (int64_t)o.prompt + o.gen;
+    double place_s = 0;
+    if (placed) {
+        t0 = now_s();
+        if (runner_place(&rn, m, &o, ctx, threads, &err)) {
+            fprintf(stderr, "strata bench run: model %s: devices \"%s\": %s\n", o.model,
+                    o.place.devices, err.msg);
+            goto done;
+        }
+        place_s = now_s() - t0;
+    } else if (sr_seq_create(m, ctx, &rn.seq, &err)) {
         fprintf(stderr, "strata bench run: %s\n", err.msg);
         goto done;
     }
@@ -307,7 +531,7 @@ int bench_run(int argc, char **argv)
 
     /* Warm-up: maps every weight page in and lets the OpenMP and OpenBLAS
      * thread pools start, outside the timed runs. */
-    if (sr_forward(s, prompt, o.prompt < 16 ? o.prompt : 16, logits, false, NULL, NULL, &err)) {
+    if (runner_forward(&rn, prompt, o.prompt < 16 ? o.prompt : 16, logits, &err)) {
         fprintf(stderr, "strata bench run: %s\n", err.msg);
         goto done;
     }
@@ -317,7 +541,7 @@ int bench_run(int argc, char **argv)
     run_result best = {0};
     for (int r = 0; r < o.runs; r++) {
         run_result cur;
-        if (one_run(s, prompt, &o, logits, &probe, &best_gbps, &cur, &err)) {
+        if (one_run(&rn, m, prompt, &o, logits, &probe, &best_gbps, &cur, &err)) {
             fprintf(stderr, "strata bench run: run %d: %s\n", r + 1, err.msg);
             goto done;
         }
@@ -329,6 +553,7 @@ int bench_run(int argc, char **argv)
         if (r == 0 || cur.decode_s < best.decode_s) {
             best.decode_s = cur.decode_s;
             best.decode_cpu_s = cur.decode_cpu_s;
+            best.xfer = cur.xfer;
         }
         if (r == 0 || cur.best_step_s < best.best_step_s) best.best_step_s = cur.best_step_s;
     }
@@ -369,6 +594,11 @@ int bench_run(int argc, char **argv)
             "best_step_ratio", best_step_ratio, "peak_rss_bytes", rss, "loadavg_1m",
             load[0], "prefill_ms_per_token", 1e3 * best.prefill_s / o.prompt, "prefill_cpu_s",
             best.prefill_cpu_s, "decode_cpu_s", best.decode_cpu_s);
+        if (j && placed &&
+            json_object_set_new(j, "placement", placement_json(rn.pl, &o, &best.xfer, place_s))) {
+            json_decref(j);
+            j = NULL;
+        }
         if (!j) {
             fprintf(stderr, "strata bench run: out of memory\n");
             goto done;
@@ -397,13 +627,15 @@ int bench_run(int argc, char **argv)
             printf("ceiling    %.2f tok/s; decode at %.1f%% of it (fastest step %.1f%%)\n",
                    ceiling_tps, 100 * ratio, 100 * best_step_ratio);
         }
+        if (placed) placement_text(rn.pl, &o, &best.xfer, place_s);
     }
     rc = 0;
 done:
     if (probe_open) bw_probe_close(&probe);
     sr_free(prompt);
     sr_free(logits);
-    sr_seq_free(s);
+    if (rn.pl) sr_placement_free(rn.pl);    /* the sequence is the executor's */
+    else sr_seq_free(rn.seq);
     sr_model_free(m);
     return rc;
 }

@@ -32,6 +32,7 @@
 #include "runtime/strata.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
+#include "tools/placement_args.h"
 #include "tools/token_args.h"
 #include "tools/utf8_stream.h"
 
@@ -68,22 +69,18 @@ static void usage(FILE *f)
         "  --stats / --quiet   force / suppress the summary line on stderr\n"
         "  --check             refuse weights holding NaN or Inf\n"
         "  --logits FILE       write the logits that chose each generated token (raw f32,\n"
-        "                      one row of vocab_size per token)\n"
-        "placement (as `strata plan`; default: every unit on the CPU):\n"
-        "  --devices SPEC      sim:2x512MiB,sim:1GiB (simulated accelerators) or cuda\n"
-        "  --max-memory SPEC   budgets: cuda:0=3GiB,1=6GiB,cpu=20GiB (or 0=3GiB)\n"
-        "  --strategy S        auto | balanced | balanced_low_0 | sequential\n"
-        "  --device-map FILE   explicit placement (accelerate JSON); replaces --strategy\n"
-        "  --host-exec P       host-tier layers: auto | stream | cpu\n"
-        "  --prefetch N        streaming prefetch distance (default 2, 1 when tight)\n"
+        "                      one row of vocab_size per token)\n", DEFAULT_MAX_NEW);
+    placement_args_usage(f);
+    fprintf(f,
         "  the context (--ctx, default min(max_position_embeddings, 4096)) is planned at\n"
-        "  load: a longer prompt + -n needs a larger --ctx\n", DEFAULT_MAX_NEW);
+        "  load: a longer prompt + -n needs a larger --ctx\n");
 }
 
 typedef struct run_opts {
     const char *model, *prompt, *tokens, *system, *adapter, *adapter_kind, *stop, *tokenizer;
-    const char *devices, *max_memory, *strategy, *device_map, *host_exec, *logits;
-    long long n_new, ctx, top_k, stop_token, threads, prefetch;
+    const char *logits;
+    placement_args place;
+    long long n_new, ctx, top_k, stop_token, threads;
     unsigned long long seed;
     double temp, top_p;
     bool chat, raw, no_special, show_adapter, ignore_eos, json, stats, quiet, check;
@@ -91,25 +88,12 @@ typedef struct run_opts {
 
 static bool placed(const run_opts *o)
 {
-    return o->devices && strcmp(o->devices, "cpu");
+    return placement_args_placed(&o->place);
 }
 
 static int check_placement_args(const run_opts *o)
 {
-    if (!placed(o) && (o->max_memory || o->strategy || o->device_map || o->host_exec ||
-                       o->prefetch >= 0)) {
-        fprintf(stderr, "strata run: --max-memory, --strategy, --device-map, --host-exec and "
-                "--prefetch place units on devices: give --devices (e.g. sim:2x512MiB or cuda)\n");
-        return 2;
-    }
-    if (o->strategy && o->device_map) {
-        fprintf(stderr, "strata run: --device-map and --strategy exclude each other\n");
-        return 2;
-    }
-    if (o->prefetch > 64 || o->prefetch < -1) {
-        fprintf(stderr, "strata run: --prefetch %lld: expected 0..64\n", o->prefetch);
-        return 2;
-    }
+    if (placement_args_check(&o->place, "strata run")) return 2;
     if (o->logits && o->chat) {
         fprintf(stderr, "strata run: --logits works with -p or --tokens, not --chat\n");
         return 2;
@@ -123,7 +107,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
     o->n_new = -1;
     o->stop_token = -2;
     o->top_p = 1;
-    o->prefetch = -1;           /* not given */
+    placement_args_init(&o->place);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 1; }
@@ -140,6 +124,9 @@ static int parse_args(int argc, char **argv, run_opts *o)
         }
         const char *v = argv[++i];
         char *end = NULL;
+        int taken = placement_args_take(&o->place, "strata run", a, v);
+        if (taken < 0) return 2;
+        if (taken) continue;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
         else if (!strcmp(a, "--tokens")) o->tokens = v;
@@ -148,12 +135,6 @@ static int parse_args(int argc, char **argv, run_opts *o)
         else if (!strcmp(a, "--adapter-kind")) o->adapter_kind = v;
         else if (!strcmp(a, "--stop")) o->stop = v;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
-        else if (!strcmp(a, "--devices")) o->devices = v;
-        else if (!strcmp(a, "--max-memory")) o->max_memory = v;
-        else if (!strcmp(a, "--strategy")) o->strategy = v;
-        else if (!strcmp(a, "--device-map")) o->device_map = v;
-        else if (!strcmp(a, "--host-exec")) o->host_exec = v;
-        else if (!strcmp(a, "--prefetch")) o->prefetch = strtoll(v, &end, 10);
         else if (!strcmp(a, "--logits")) o->logits = v;
         else if (!strcmp(a, "-n") || !strcmp(a, "--max-new")) o->n_new = strtoll(v, &end, 10);
         else if (!strcmp(a, "--ctx")) o->ctx = strtoll(v, &end, 10);
@@ -521,12 +502,7 @@ static int open_model(run_ctx *c)
     if (placed(&c->o)) {
         /* the context is planned at load (KV caches on the tiers) */
         mp.n_ctx = c->o.ctx;
-        mp.devices = c->o.devices;
-        mp.max_memory = c->o.max_memory;
-        mp.strategy = c->o.strategy;
-        mp.device_map = c->o.device_map;
-        mp.host_exec = c->o.host_exec;
-        mp.prefetch = c->o.prefetch < 0 ? 0 : c->o.prefetch == 0 ? -1 : (int)c->o.prefetch;
+        placement_args_to_params(&c->o.place, &mp);
     }
     if (!c->o.quiet && isatty(STDERR_FILENO)) mp.progress = progress_bar;
     strata_error err;

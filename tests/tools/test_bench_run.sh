@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # strata bench run on the small golden models: text and JSON output, the
 # numbers are present and sane (not their size: that is BENCHMARKS.md's job),
-# bad options are refused.
+# bad options are refused; placement on simulated accelerators reports tiers,
+# bytes streamed and tokens/s, and bad placement values are refused.
 source "$(dirname "$0")/lib.sh"
 D=$STRATA_TEST_DATA/model
 
@@ -41,4 +42,75 @@ check "missing model: exit 1" [ $rc -eq 1 ]
 check "missing model: names it" contains "$TMP/err" "$TMP/none"
 "$STRATA_EXE" bench run --model "$D/switch-3a" --threads 0 >"$TMP/out" 2>"$TMP/err"; rc=$?
 check "--threads 0 refused" [ $rc -eq 2 ]
+
+# Placement (the flags of strata run) on a tiny synthetic model: two 200 KiB
+# sim accelerators at ctx 24 hold the embedding and at most two of the three
+# layers, so the rest is on the host: streamed through a staging slot
+# (--prefetch 0: one slot fits) or run on the CPU.
+"$STRATA_EXE" synth --like tiny --force "$TMP/tiny" >/dev/null 2>&1
+check "synth tiny model" [ -f "$TMP/tiny/config.json" ]
+place=(--model "$TMP/tiny" --prompt 12 --gen 4 --ctx 24 --threads 1 --devices sim:2x200KiB)
+for mode in stream cpu; do
+    extra=()
+    [ $mode = stream ] && extra=(--prefetch 0)
+    "$STRATA_EXE" bench run "${place[@]}" --host-exec $mode "${extra[@]}" --json \
+        >"$TMP/place.json" 2>"$TMP/err"; rc=$?
+    check "placed ($mode) exits 0" [ $rc -eq 0 ]
+    [ $rc -eq 0 ] || cat "$TMP/err"
+    check "placed ($mode): tiers, bytes streamed, tokens/s" python3 - "$TMP/place.json" $mode <<'PY'
+import json, sys
+j, mode = json.load(open(sys.argv[1])), sys.argv[2]
+assert j["prefill_tok_s"] > 0 and j["decode_tok_s"] > 0, j
+p = j["placement"]
+assert p["devices"] == "sim:2x200KiB" and p["ctx"] == 24 and p["host_exec"] == mode, p
+assert [t["name"] for t in p["tiers"]] == ["sim:0", "sim:1", "cpu"], p["tiers"]
+for t in p["tiers"]:
+    assert t["used"] <= t["peak"] <= t["planned"] <= t["budget"], t
+    assert t["planned"] == t["weights"] + t["kv"] + t["staging"] + t["derived"] + t["reserve"], t
+host = p["tiers"][-1]
+assert host["weights"] > 0 and host["units"] > 0, host      # some layers live on the host
+assert p["decode_passes"] == 4, p
+assert p["async_copies"] is False and p["overlap"] == 0, p  # sim copies are synchronous
+if mode == "stream":
+    assert p["streamed_layers"] > 0 and p["stream_tier"] == "sim:1", p
+    assert p["stream_bytes_per_token"] == p["planned_stream_bytes_per_token"] > 0, p
+    # the sim device counts every byte copied into it: the streamed weights and more
+    assert p["device_in_bytes_per_token"] > p["stream_bytes_per_token"], p
+    assert p["copy_s_per_token"] > 0 and p["tiers"][1]["staging"] > 0, p
+else:
+    assert p["streamed_layers"] == 0 and p["stream_tier"] is None, p
+    assert p["stream_bytes_per_token"] == p["planned_stream_bytes_per_token"] == 0, p
+    assert host["kv"] > 0, host                             # host layers run there
+PY
+done
+
+"$STRATA_EXE" bench run "${place[@]}" --host-exec stream --prefetch 0 >"$TMP/out" 2>"$TMP/err"
+check "placed text exits 0" [ $? -eq 0 ]
+check "placed text: placement line" grep -qE '^placement +sim:2x200KiB, strategy auto, ctx 24' "$TMP/out"
+check "placed text: per-tier table" grep -qE '^  sim:1 .* = .* \+ .* \+ .* \+ .* \+ ' "$TMP/out"
+check "placed text: streamed against the plan" \
+    grep -qE '^streamed +[0-9]+ layers? to sim:1 .*: (.*) per decode step \(plan \1\)' "$TMP/out"
+check "placed text: no overlap on sim" contains "$TMP/out" "synchronous copies: no overlap"
+"$STRATA_EXE" bench run --model "$TMP/tiny" --prompt 4 --gen 2 --devices cpu --json \
+    >"$TMP/out" 2>"$TMP/err"
+check "--devices cpu: the CPU path" python3 -c \
+    'import json, sys; assert "placement" not in json.load(open(sys.argv[1]))' "$TMP/out"
+
+# bad placement values: refused, naming the flag
+refused() {     # NAME EXIT FLAG ARGS...
+    local name=$1 want=$2 flag=$3; shift 3
+    "$STRATA_EXE" bench run --model "$TMP/tiny" --prompt 4 --gen 2 "$@" >/dev/null 2>"$TMP/err"
+    local rc=$?
+    check "$name: exit $want" [ $rc -eq "$want" ]
+    check "$name: names $flag" contains "$TMP/err" "$flag"
+}
+refused "unknown strategy" 2 '--strategy "fastest"' --devices sim:2x1MiB --strategy fastest
+refused "unknown host-exec" 2 '--host-exec "gpu"' --devices sim:2x1MiB --host-exec gpu
+refused "prefetch out of range" 2 "--prefetch '99'" --devices sim:2x1MiB --prefetch 99
+refused "placement flag without devices" 2 "give --devices" --max-memory cpu=1GiB
+refused "map and strategy" 2 "--device-map and --strategy" --devices sim:2x1MiB \
+    --strategy balanced --device-map "$TMP/map.json"
+refused "bad device spec" 1 "--devices" --devices sim:2xlots
+refused "ctx below prompt + gen" 2 "--ctx 5" --ctx 5
+refused "fits nowhere" 1 "--max-memory" --devices sim:1x16KiB --max-memory cpu=64KiB
 finish
