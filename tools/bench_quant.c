@@ -9,6 +9,9 @@
  * on the same shape with f32 weights, same run; the opt-in bf16 path
  * (STRATA_PREFILL=bf16) is measured for nf4 as an extra row where the
  * linked OpenBLAS has cblas_sbgemm.
+ * Quantize: the converter's own calls (sr_bnb4_quantize_tensor,
+ * sr_int8_quantize_tensor) on a bf16 matrix of each shape, in GB/s of bf16
+ * input: the rate `strata convert` can reach when its I/O keeps up.
  * int8 (opt-in, STRATA_KERNELS=int8; only on CPUs with AVX-512 VNNI): the
  * same decode and prefill measurements through sr_matmul_int8 for nf4, fp4
  * and int8 weights, reported apart ("int8" in the JSON).
@@ -29,6 +32,7 @@
 
 #include "quant/matmul.h"
 #include "quant/qmatrix.h"
+#include "quant/qwrite.h"
 #include "runtime/alloc.h"
 #include "runtime/dtype.h"
 #include "tools/bandwidth.h"
@@ -391,6 +395,54 @@ static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n
     return rc;
 }
 
+/* The converter's quantization of one bf16 matrix per format (4-bit with
+ * CUDA rules, blocksize 64 as transformers writes it).  Best of 3 after a
+ * warm-up; outputs are freed between calls as the converter frees them. */
+static int bench_quantize(const options *o, int64_t rows, int64_t cols, json_t *out)
+{
+    static const struct {
+        const char *label;
+        int four, fp4, dq;
+    } kinds[] = {{"nf4", 1, 0, 0}, {"nf4+dq", 1, 0, 1}, {"fp4", 1, 1, 0}, {"int8", 0, 0, 0}};
+    const int64_t n = rows * cols, shape[2] = {rows, cols};
+    uint16_t *in = sr_malloc_aligned((size_t)n * 2);
+    if (!in) return oom("quantize input");
+    for (int64_t i = 0; i < n; i++) in[i] = sr_f32_to_bf16(rng_unit());
+    int rc = 0;
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds && !rc; k++) {
+        sr_bnb4_options bo = sr_bnb4_defaults();
+        bo.quant_type = kinds[k].fp4 ? SR_Q4_FP4 : SR_Q4_NF4;
+        bo.blocksize = 64;
+        bo.double_quant = kinds[k].dq;
+        double best = 1e30;
+        for (int r = 0; r < (o->quick ? 2 : 4) && !rc; r++) {
+            sr_qtensors q;
+            sr_error err;
+            double t0 = now_s();
+            rc = kinds[k].four ? sr_bnb4_quantize_tensor("w.weight", in, SR_BF16, 2, shape, &bo,
+                                                         &q, &err)
+                               : sr_int8_quantize_tensor("w.weight", in, SR_BF16, 2, shape, &q,
+                                                         &err);
+            double t = now_s() - t0;
+            if (rc) {
+                fprintf(stderr, "strata bench quant: quantize %s: %s\n", kinds[k].label,
+                        err.msg);
+                break;
+            }
+            sr_qtensors_free(&q);
+            if (r && t < best) best = t; /* round 0 warms up */
+        }
+        if (rc) break;
+        double gbps = (double)n * 2 / best * 1e-9;
+        json_array_append_new(out, json_pack("{s:s, s:I, s:I, s:f, s:f}", "format",
+                                             kinds[k].label, "rows", (json_int_t)rows, "cols",
+                                             (json_int_t)cols, "ms_per_call", best * 1e3,
+                                             "input_gbps", gbps));
+    }
+    sr_free_aligned(in);
+    return rc;
+}
+
 static void print_decode_rows(const json_t *rows)
 {
     size_t i;
@@ -435,6 +487,22 @@ static void print_prefill_rows(const json_t *rows)
     }
 }
 
+static void print_quantize_rows(const json_t *rows)
+{
+    size_t i;
+    json_t *r;
+    printf("%-8s %11s %10s %14s\n", "format", "rows x cols", "ms/call", "bf16 in GB/s");
+    json_array_foreach(rows, i, r) {
+        char shape[32];
+        snprintf(shape, sizeof shape, "%lldx%lld",
+                 (long long)json_integer_value(json_object_get(r, "rows")),
+                 (long long)json_integer_value(json_object_get(r, "cols")));
+        printf("%-8s %11s %10.2f %14.2f\n", json_string_value(json_object_get(r, "format")),
+               shape, json_real_value(json_object_get(r, "ms_per_call")),
+               json_real_value(json_object_get(r, "input_gbps")));
+    }
+}
+
 static void print_tables(const json_t *j)
 {
     const json_t *bw = json_object_get(j, "bandwidth");
@@ -455,6 +523,8 @@ static void print_tables(const json_t *j)
                ? ""
                : "\n(no bf16 rows: this OpenBLAS has no cblas_sbgemm)");
     print_prefill_rows(json_object_get(j, "prefill"));
+    printf("\nquantize (the converter's path, bf16 input, CUDA rules, blocksize 64)\n");
+    print_quantize_rows(json_object_get(j, "quantize"));
     const json_t *i8 = json_object_get(j, "int8");
     if (json_is_object(i8)) {
         printf("\nint8 kernels (opt-in, STRATA_KERNELS=int8: int8 activations, int8 code "
@@ -517,7 +587,11 @@ int bench_quant(int argc, char **argv)
         rc = bench_prefill(&o, sh[s][0], sh[s][1], prefill_n, isa, 0, prefill);
     for (int s = 0; s < 2 && !rc && int8; s++)
         rc = bench_prefill(&o, sh[s][0], sh[s][1], prefill_n, isa, 1, prefill8);
+    json_t *quantize = json_array();
+    if (!o.json && !rc) fprintf(stderr, "strata bench quant: quantize...\n");
+    for (int s = 0; s < 2 && !rc; s++) rc = bench_quantize(&o, sh[s][0], sh[s][1], quantize);
     if (rc) {
+        json_decref(quantize);
         json_decref(decode);
         json_decref(prefill);
         json_decref(decode8);
@@ -532,12 +606,12 @@ int bench_quant(int argc, char **argv)
     }
     char cpu[128];
     cpu_model(cpu, sizeof cpu);
-    json_t *j = json_pack("{s:s, s:i, s:s, s:b, s:{s:f, s:I, s:I}, s:o, s:o, s:o}", "cpu", cpu,
+    json_t *j = json_pack("{s:s, s:i, s:s, s:b, s:{s:f, s:I, s:I}, s:o, s:o, s:o, s:o}", "cpu", cpu,
                           "threads", threads, "isa", sr_isa_name(isa), "bf16_prefill_available",
                           sr_matmul_bf16_available(), "bandwidth", "gbps", probe.best_gbps,
                           "buffer_bytes", (json_int_t)probe_bytes, "llc_bytes",
                           (json_int_t)llc, "decode", decode, "prefill",
-                          prefill, "int8", int8_rows);
+                          prefill, "quantize", quantize, "int8", int8_rows);
     if (!j) return oom("report");
     if (o.json) {
         json_dumpf(j, stdout, JSON_INDENT(1));

@@ -621,6 +621,9 @@ static void test_bench_quant_json(void **state)
         assert_true(json_real_value(json_object_get(row, "gflops")) > 0);
         assert_true(json_real_value(json_object_get(row, "sgemm_gflops")) > 0);
     }
+    json_t *qz = json_object_get(j, "quantize");
+    assert_true(json_array_size(qz) == 8); /* nf4, nf4+dq, fp4, int8 x 2 shapes */
+    json_array_foreach(qz, i, row) assert_true(json_real_value(json_object_get(row, "input_gbps")) > 0);
     json_decref(j);
 }
 
