@@ -9,8 +9,10 @@
 #include <strings.h>
 
 #include "runtime/alloc.h"
+#include "runtime/log.h"
 
 #define MAX_KEY 512
+#define NOT_PLACED 1
 
 void sr_device_map_free(sr_device_map *map)
 {
@@ -189,54 +191,112 @@ static const char *target_name(int t, char *buf, size_t len)
     return buf;
 }
 
+/* Tier of one module of `unit` into *t (and the deciding key into *from).
+ * Returns 0, NOT_PLACED when no key covers the module, or -1 (err set) when
+ * keys split it. */
+static int place_module(const sr_device_map *map, const sr_plan_unit *unit, const char *module,
+                        int *t, const char **from, sr_error *err)
+{
+    int st = 0;
+    const char *split = NULL;
+    int r = module_target(map, module, t, &split, &st, from);
+    if (r == -2) {
+        char b[2][16];
+        return sr_fail(err, "%s: \"%s\" puts part of %s on %s but \"%s\" puts it on %s: "
+                       "strata never splits a unit; put all of %s on one device", map->source,
+                       split, unit->name, target_name(st, b[0], sizeof b[0]), *from,
+                       target_name(*t, b[1], sizeof b[1]), unit->name);
+    }
+    return r == -1 ? NOT_PLACED : 0;
+}
+
+/* The head: final norm + lm_head, one unit.  lm_head (the big part) decides;
+ * a tied head may leave lm_head out, and then the norm decides. */
+static int place_head(const sr_device_map *map, const sr_plan_unit *unit, int *t,
+                      const char **from, sr_error *err)
+{
+    int t_norm = 0, t_head = 0;
+    const char *from_norm = NULL, *from_head = NULL;
+    int r = place_module(map, unit, "model.norm", &t_norm, &from_norm, err);
+    if (r < 0) return -1;
+    if (r) return sr_fail(err, "%s: no entry places model.norm (add \"model.norm\": 0 or \"cpu\")",
+                          map->source);
+    r = place_module(map, unit, "lm_head", &t_head, &from_head, err);
+    if (r < 0) return -1;
+    if (r) {
+        if (!unit->shared_bytes)
+            return sr_fail(err, "%s: no entry places lm_head (add \"lm_head\": 0 or \"cpu\")",
+                           map->source);
+        *t = t_norm;    /* tied: lm_head is the embedding, the norm decides */
+        *from = from_norm;
+        return 0;
+    }
+    if (t_norm != t_head) {
+        char b[3][16];
+        sr_info("%s: model.norm is on %s but lm_head on %s: strata keeps the final norm with "
+                "lm_head (one unit, the head) and places both on %s", map->source,
+                target_name(t_norm, b[0], sizeof b[0]), target_name(t_head, b[1], sizeof b[1]),
+                target_name(t_head, b[2], sizeof b[2]));
+    }
+    *t = t_head;
+    *from = from_head;
+    return 0;
+}
+
 int sr_device_map_resolve(const sr_device_map *map, const sr_plan_unit *units, int n_units,
                           int n_gpu, int *tier, sr_error *err)
 {
     for (int u = 0; u < n_units; u++) {
-        const char *modules[2] = {units[u].name, NULL};
+        int t = 0;
+        const char *from = NULL;
         if (units[u].unit == SR_UNIT_HEAD) {
-            modules[0] = "model.norm";
-            modules[1] = "lm_head";
-        }
-        int unit_target = 0;
-        const char *unit_from = NULL;
-        for (int m = 0; m < 2 && modules[m]; m++) {
-            int t, st = 0;
-            const char *split = NULL, *from = NULL;
-            int r = module_target(map, modules[m], &t, &split, &st, &from);
-            char b[2][16];
-            if (r == -2)
-                return sr_fail(err, "%s: \"%s\" puts part of %s on %s but \"%s\" puts it on %s: "
-                               "strata never splits a unit; put all of %s on one device",
-                               map->source, split, units[u].name,
-                               target_name(st, b[0], sizeof b[0]), from,
-                               target_name(t, b[1], sizeof b[1]), units[u].name);
-            if (r == -1) {
-                if (m == 1 && units[u].shared_bytes && unit_from) continue; /* tied: norm decides */
+            if (place_head(map, &units[u], &t, &from, err)) return -1;
+        } else {
+            int r = place_module(map, &units[u], units[u].name, &t, &from, err);
+            if (r < 0) return -1;
+            if (r)
                 return sr_fail(err, "%s: no entry places %s (add \"%s\": 0 or \"cpu\")",
-                               map->source, modules[m], modules[m]);
-            }
-            if (m == 1 && unit_from && t != unit_target)
-                return sr_fail(err, "%s: model.norm is on %s but lm_head on %s: they form one "
-                               "unit (the head); put both on one device", map->source,
-                               target_name(unit_target, b[0], sizeof b[0]),
-                               target_name(t, b[1], sizeof b[1]));
-            if (m == 0 || !unit_from) unit_target = t;
-            if (!unit_from) unit_from = from;
+                               map->source, units[u].name, units[u].name);
         }
-        if (unit_target >= n_gpu)
+        if (t >= n_gpu)
             return sr_fail(err, "%s: \"%s\" places %s on accelerator %d, but there are only %d",
-                           map->source, unit_from, units[u].name, unit_target, n_gpu);
-        tier[u] = unit_target == SR_MAP_HOST ? n_gpu : unit_target;
+                           map->source, from, units[u].name, t, n_gpu);
+        tier[u] = t == SR_MAP_HOST ? n_gpu : t;
     }
     return 0;
 }
 
-char *sr_device_map_dump(const sr_plan *plan, const sr_plan_unit *units)
+int sr_switch_buffer_names(sr_switch_gen gen, bool b_legacy,
+                           const char *names[SR_MAX_SWITCH_BUFFERS])
+{
+    int n = 0;
+    if (gen == SR_GEN_NONE) return 0;
+    names[n++] = "model.adapter_token_ids";    /* every generation */
+    if (gen == SR_GEN_A) {
+        names[n++] = "model.token_to_group_mask";
+        names[n++] = "model.adapter_hiding_matrix";
+    } else if (gen == SR_GEN_B && b_legacy) {
+        names[n++] = "model.adapter_substitute_token_ids";
+        names[n++] = "model.control_to_substitute_lut";
+    } else if (gen == SR_GEN_B) {
+        names[n++] = "model.switch.control_to_substitute_lut";
+    } else {
+        names[n++] = "model.switch.codebook";
+        names[n++] = "model.switch.control_to_substitute_lut";
+    }
+    return n;
+}
+
+static json_t *target_json(const sr_plan *plan, int tier)
+{
+    return tier == plan->n_tiers - 1 ? json_string("cpu") : json_integer(tier);
+}
+
+char *sr_device_map_dump_buffers(const sr_plan *plan, const sr_plan_unit *units,
+                                 const char *const *buffers, int n_buffers)
 {
     json_t *o = json_object();
     if (!o) return NULL;
-    const int host = plan->n_tiers - 1;
     int bad = 0;
     for (int u = 0; u < plan->n_units; u++) {
         int t = plan->units[u].tier;
@@ -246,8 +306,10 @@ char *sr_device_map_dump(const sr_plan *plan, const sr_plan_unit *units)
             keys[1] = "lm_head";
         }
         for (int k = 0; k < 2 && keys[k]; k++)
-            bad |= json_object_set_new(o, keys[k], t == host ? json_string("cpu")
-                                                             : json_integer(t));
+            bad |= json_object_set_new(o, keys[k], target_json(plan, t));
+        if (units[u].unit == SR_UNIT_EMBED)
+            for (int b = 0; b < n_buffers; b++)
+                bad |= json_object_set_new(o, buffers[b], target_json(plan, t));
     }
     char *s = bad ? NULL : json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
@@ -257,10 +319,15 @@ char *sr_device_map_dump(const sr_plan *plan, const sr_plan_unit *units)
     return copy;
 }
 
-int sr_device_map_save(const char *path, const sr_plan *plan, const sr_plan_unit *units,
-                       sr_error *err)
+char *sr_device_map_dump(const sr_plan *plan, const sr_plan_unit *units)
 {
-    char *s = sr_device_map_dump(plan, units);
+    return sr_device_map_dump_buffers(plan, units, NULL, 0);
+}
+
+int sr_device_map_save(const char *path, const sr_plan *plan, const sr_plan_unit *units,
+                       const char *const *buffers, int n_buffers, sr_error *err)
+{
+    char *s = sr_device_map_dump_buffers(plan, units, buffers, n_buffers);
     if (!s) return sr_fail(err, "--save-device-map %s: out of memory", path);
     FILE *f = fopen(path, "wb");
     if (!f) {

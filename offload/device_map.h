@@ -9,15 +9,26 @@
  * key places its module and everything under it ("" or "model" cover many
  * units; the most specific key wins).  Keys below a unit
  * ("model.layers.3.mlp") must agree with the rest of the unit: units are
- * never split.  The head is "model.norm" + "lm_head" (both must agree).
- * Keys that cover no unit (e.g. "model.rotary_emb", the adapter buffers) are
- * accepted and ignored: nothing of theirs is placed. */
+ * never split.  The head is "model.norm" + "lm_head", one unit: a map that
+ * puts them on different devices (accelerate does) places the head where
+ * "lm_head" is (the norm is a few KB) and says so in one info line.  Keys that
+ * cover no unit (e.g. "model.rotary_emb", "model.switch", the derived adapter
+ * buffers of maps written for upstream models) are accepted and ignored:
+ * derived data has no placement in strata.
+ *
+ * Written maps name every unit and, for a Granite Switch model, the
+ * persistent buffers upstream's model of that generation registers
+ * (sr_switch_buffer_names): transformers' from_pretrained(device_map=...)
+ * refuses a map that gives any of them no device.  They go on the
+ * embedding's device, where upstream computes the switch. */
 #ifndef SR_OFFLOAD_DEVICE_MAP_H
 #define SR_OFFLOAD_DEVICE_MAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "offload/planner.h"
+#include "runtime/config.h"
 #include "runtime/error.h"
 
 #define SR_MAP_HOST (-1)
@@ -43,9 +54,24 @@ void sr_device_map_free(sr_device_map *map);
 int sr_device_map_resolve(const sr_device_map *map, const sr_plan_unit *units, int n_units,
                           int n_gpu, int *tier, sr_error *err);
 
-/* The plan as accelerate JSON (sr_free the string); NULL when out of memory. */
+#define SR_MAX_SWITCH_BUFFERS 4
+
+/* The persistent buffers upstream's model of generation `gen` registers
+ * (spec granite-switch.md §2.5) into names[SR_MAX_SWITCH_BUFFERS]; returns
+ * how many (0 for a plain model).  Gen B has two layouts: `b_legacy` selects
+ * @19b633a2's (model.adapter_substitute_token_ids +
+ * model.control_to_substitute_lut; its config.json carries control_dims),
+ * otherwise @b0df50b1's model.switch.control_to_substitute_lut. */
+int sr_switch_buffer_names(sr_switch_gen gen, bool b_legacy,
+                           const char *names[SR_MAX_SWITCH_BUFFERS]);
+
+/* The plan as accelerate JSON (sr_free the string); NULL when out of memory.
+ * `buffers` (n_buffers names, may be NULL) are written on the embedding
+ * unit's device, right after it. */
 char *sr_device_map_dump(const sr_plan *plan, const sr_plan_unit *units);
+char *sr_device_map_dump_buffers(const sr_plan *plan, const sr_plan_unit *units,
+                                 const char *const *buffers, int n_buffers);
 int sr_device_map_save(const char *path, const sr_plan *plan, const sr_plan_unit *units,
-                       sr_error *err);
+                       const char *const *buffers, int n_buffers, sr_error *err);
 
 #endif

@@ -362,6 +362,26 @@ static void print_json(const opts *o, const ctx *c, const sr_run_shape *shape,
     json_decref(root);
 }
 
+/* Gen B's two layouts of upstream buffers (spec §2.5): @19b633a2 still
+ * serialises control_dims (default 0), @b0df50b1 removed the key. */
+static bool gen_b_legacy(const char *cfgpath, const sr_config *cfg)
+{
+    if (cfg->gen != SR_GEN_B) return false;
+    json_t *root = json_load_file(cfgpath, 0, NULL);
+    bool legacy = root && json_object_get(root, "control_dims");
+    json_decref(root);
+    return legacy;
+}
+
+/* --save-device-map: the plan plus upstream's switch buffers, so that
+ * transformers accepts the map for the upstream model. */
+static int save_map(const char *path, const char *cfgpath, const ctx *c, sr_error *err)
+{
+    const char *buffers[SR_MAX_SWITCH_BUFFERS];
+    int n = sr_switch_buffer_names(c->cfg.gen, gen_b_legacy(cfgpath, &c->cfg), buffers);
+    return sr_device_map_save(path, &c->plan, c->ul.units, buffers, n, err);
+}
+
 static int fail(ctx *c, sr_error *err)
 {
     fprintf(stderr, "strata plan: %s\n", err->msg);
@@ -451,7 +471,7 @@ int cmd_plan(int argc, char **argv)
         rq.map_tier = c.map_tier;
     }
     if (sr_plan_make(&rq, &c.plan, &err)) return fail(&c, &err);
-    if (o.save_map && sr_device_map_save(o.save_map, &c.plan, c.ul.units, &err))
+    if (o.save_map && save_map(o.save_map, cfgpath, &c, &err))
         return fail(&c, &err);
     if (!o.devices && !set.n_gpu && !o.json)
         fprintf(stderr, "strata plan: no accelerator (%s); planning for the host alone "

@@ -1,10 +1,14 @@
 /* `strata plan` end to end on the golden models with simulated devices:
  * the table, the JSON, --save-device-map / --device-map round trip, the
- * derived adapter keys never placed, and the failures with their messages. */
+ * derived adapter keys never placed (but named in saved maps, as upstream's
+ * buffers), accelerate maps that split the head, and the failures with their
+ * messages. */
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdbool.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -147,6 +151,175 @@ static void test_derived_keys_never_placed(void **state)
     done(&r);
 }
 
+static json_t *load_json(const char *path)
+{
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j) fail_msg("%s: %s", path, je.text);
+    return j;
+}
+
+static const char *device_of(json_t *map, const char *key)
+{
+    static char buf[4][16];
+    static int k;
+    char *b = buf[k++ & 3];
+    json_t *v = json_object_get(map, key);
+    if (json_is_integer(v)) snprintf(b, sizeof buf[0], "%lld", (long long)json_integer_value(v));
+    else snprintf(b, sizeof buf[0], "%s", json_is_string(v) ? json_string_value(v) : "(none)");
+    return b;
+}
+
+/* A copy of switch-3a whose config.json is another generation's (same
+ * weights: only the config says which switch it is). */
+static const char *switch_variant(const char *name, const char *set_json, const char *drop)
+{
+    static char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", test_tmpdir(), name);
+    mkdir(dir, 0700);
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    assert_int_equal(symlink(test_data("model/switch-3a/model.safetensors"), path), 0);
+    json_t *cfg = load_json(test_data("model/switch-3a/config.json"));
+    json_t *set = json_loads(set_json, 0, NULL);
+    assert_non_null(set);
+    assert_int_equal(json_object_update(cfg, set), 0);
+    json_decref(set);
+    char keys[256];
+    snprintf(keys, sizeof keys, "%s", drop ? drop : "");
+    for (char *save, *k = strtok_r(keys, ",", &save); k; k = strtok_r(NULL, ",", &save))
+        json_object_del(cfg, k);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    assert_int_equal(json_dump_file(cfg, path, 0), 0);
+    json_decref(cfg);
+    return dir;
+}
+
+/* --save-device-map names upstream's buffers of the model's generation, on
+ * the embedding's device, so transformers' from_pretrained accepts the map;
+ * strata's own plan output still never places them. */
+static void test_saved_map_names_switch_buffers(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *set, *drop, *buffers[4];
+    } cases[] = {
+        {"gen-a", "{}", NULL, {"model.adapter_token_ids", "model.token_to_group_mask",
+                               "model.adapter_hiding_matrix"}},
+        {"gen-b-19b633a2", "{\"control_dims\": 0, \"hiding_groups\": null, \"hiding_policy\": "
+         "null, \"adapter_substitute_token_ids\": [5, 6, 7]}", NULL,
+         {"model.adapter_token_ids", "model.adapter_substitute_token_ids",
+          "model.control_to_substitute_lut"}},
+        {"gen-b-b0df50b1", "{\"adapter_substitute_token_ids\": [5, 6, 7]}",
+         "control_dims,hiding_groups,hiding_policy",
+         {"model.adapter_token_ids", "model.switch.control_to_substitute_lut"}},
+        {"gen-c", "{\"ms_code_m\": 6, \"num_hidden_layers\": 5, "
+         "\"adapter_substitute_token_ids\": [5, 6, 7]}",
+         "control_dims,hiding_groups,hiding_policy,layer_types",
+         {"model.adapter_token_ids", "model.switch.codebook",
+          "model.switch.control_to_substitute_lut"}},
+    };
+    static const char *all[] = {"model.adapter_token_ids", "model.token_to_group_mask",
+                                "model.adapter_hiding_matrix", "model.adapter_substitute_token_ids",
+                                "model.control_to_substitute_lut",
+                                "model.switch.control_to_substitute_lut", "model.switch.codebook"};
+    char map[512], in[512];
+    snprintf(map, sizeof map, "%s/switch-map.json", test_tmpdir());
+    snprintf(in, sizeof in, "%s/embed-on-1.json", test_tmpdir());
+    /* the embedding (and the tied head) on accelerator 1, the layers on 0 */
+    static const char embed_on_1[] = "{\"model.embed_tokens\": 1, \"model.layers\": 0, "
+                                     "\"model.norm\": 1, \"lm_head\": 1}";
+    assert_int_equal(test_write_file(in, embed_on_1, sizeof embed_on_1 - 1), 0);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const char *model = switch_variant(cases[c].name, cases[c].set, cases[c].drop);
+        for (int explicit = 0; explicit < 2; explicit++) {
+            run_result r = plan("--model '%s' --devices sim:2x4MiB --ctx 32 %s%s%s "
+                                "--save-device-map '%s'", model, explicit ? "--device-map '" : "",
+                                explicit ? in : "", explicit ? "'" : "", map);
+            if (r.rc) fail_msg("%s: rc %d: %s", cases[c].name, r.rc, r.err);
+            done(&r);
+            json_t *m = load_json(map);
+            const char *embed = device_of(m, "model.embed_tokens");
+            assert_string_equal(embed, explicit ? "1" : "0");
+            for (size_t n = 0; n < 4 && cases[c].buffers[n]; n++)
+                if (strcmp(device_of(m, cases[c].buffers[n]), embed))
+                    fail_msg("%s: %s on %s, the embedding on %s", cases[c].name,
+                             cases[c].buffers[n], device_of(m, cases[c].buffers[n]), embed);
+            json_decref(m);
+        }
+        json_t *m = load_json(map);
+        size_t n = 0;
+        while (n < 4 && cases[c].buffers[n]) n++;
+        size_t named = 0;
+        for (size_t k = 0; k < sizeof all / sizeof *all; k++) named += !!json_object_get(m, all[k]);
+        if (named != n)
+            fail_msg("%s: %zu derived keys in the map, want %zu", cases[c].name, named, n);
+        json_decref(m);
+        /* the saved map reads back (its buffer keys ignored), and --json
+         * lists no derived key among the units */
+        char args[1200];
+        snprintf(args, sizeof args, "--model '%%s' --devices sim:2x4MiB --ctx 32 --device-map '%s'",
+                 map);
+        json_t *j = plan_json(args, model, NULL);
+        char *dump = json_dumps(json_object_get(j, "units"), 0);
+        for (size_t k = 0; k < sizeof all / sizeof *all; k++) assert_null(strstr(dump, all[k]));
+        free(dump);
+        assert_int_equal(json_integer_value(json_object_get(j, "derived_keys_placed")), 0);
+        json_decref(j);
+    }
+    /* a plain model: no switch keys */
+    run_result r = plan("--model '%s' --devices sim:2x1MiB --ctx 32 --save-device-map '%s'",
+                        test_data("model/granite-dense"), map);
+    assert_int_equal(r.rc, 0);
+    done(&r);
+    char *text = test_read_file(map, NULL);
+    assert_null(strstr(text, "adapter"));
+    assert_null(strstr(text, "switch"));
+    free(text);
+}
+
+/* accelerate puts model.norm and lm_head on different devices; strata keeps
+ * its head unit whole where lm_head is, says so on stderr, and saves the
+ * head's actual placement */
+static void test_head_split_by_accelerate(void **state)
+{
+    (void)state;
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/accelerate.json", test_tmpdir());
+    snprintf(out, sizeof out, "%s/back.json", test_tmpdir());
+    static const char map[] = "{\"model.embed_tokens\": 0, \"lm_head\": 0, \"model.switch\": 0, "
+        "\"model.layers.0\": 1, \"model.layers.1\": \"cpu\", \"model.layers.2\": \"cpu\", "
+        "\"model.norm\": \"cpu\", \"model.rotary_emb\": \"cpu\"}";
+    assert_int_equal(test_write_file(in, map, sizeof map - 1), 0);
+    run_result r = plan("--model '%s' --devices sim:2x4MiB --ctx 32 --device-map '%s' "
+                        "--save-device-map '%s'", test_data("model/switch-3a-with-buffers"), in,
+                        out);
+    if (r.rc) fail_msg("rc %d: %s", r.rc, r.err);
+    expect_in(r.err, "model.norm is on cpu but lm_head on 0: strata keeps the final norm with "
+                     "lm_head (one unit, the head) and places both on 0");
+    assert_non_null(strchr(r.err, '\n'));
+    assert_null(strchr(strchr(r.err, '\n') + 1, '\n'));      /* one line */
+    done(&r);
+    json_t *back = load_json(out);
+    assert_string_equal(device_of(back, "model.norm"), "0");
+    assert_string_equal(device_of(back, "lm_head"), "0");
+    assert_string_equal(device_of(back, "model.embed_tokens"), "0");
+    assert_string_equal(device_of(back, "model.layers.0"), "1");
+    assert_string_equal(device_of(back, "model.layers.1"), "cpu");
+    assert_string_equal(device_of(back, "model.layers.2"), "cpu");
+    assert_string_equal(device_of(back, "model.adapter_hiding_matrix"), "0");
+    json_decref(back);
+    /* an agreeing head prints nothing */
+    static const char agree[] = "{\"model\": 1, \"lm_head\": 1}";
+    assert_int_equal(test_write_file(in, agree, sizeof agree - 1), 0);
+    r = plan("--model '%s' --devices sim:2x4MiB --ctx 32 --device-map '%s'",
+             test_data("model/switch-3a-with-buffers"), in);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.err[0], 0);
+    done(&r);
+}
+
 /* sim:0 holds two staging slots plus the streamed layers' KV caches and
  * their f32 norms and LoRA stacks (counted where they run) */
 static void test_streaming_plan(void **state)
@@ -238,6 +411,8 @@ int main(void)
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_json_and_round_trip),
         cmocka_unit_test(test_derived_keys_never_placed),
+        cmocka_unit_test(test_saved_map_names_switch_buffers),
+        cmocka_unit_test(test_head_split_by_accelerate),
         cmocka_unit_test(test_streaming_plan),
         cmocka_unit_test(test_failures),
     };
