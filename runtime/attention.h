@@ -5,8 +5,9 @@
  *
  * Scores = scale · q·k (scale = attention_multiplier), fp32 softmax over the
  * visible keys, output = Σ p_j v_j.  Computed per block of (query, head)
- * rows sharing a KV head with two sgemm calls (attention.c); threads:
- * OpenMP over the blocks. */
+ * rows sharing a KV head: two sgemm calls for prefill, streaming SIMD
+ * kernels over K and V for decode (attention.c, attention_stream.h);
+ * threads: OpenMP over the blocks. */
 #ifndef SR_ATTENTION_H
 #define SR_ATTENTION_H
 

@@ -6,7 +6,22 @@
  * Gen A hiding.  Tolerance: f32 sums in another order,
  *     |o - o_ref| <= 1e-5 · max_j |v_j|   (values in [-3, 3]: 3e-5).
  * Also: a chunked prefill (T tokens at once) equals feeding the same tokens
- * in smaller steps within that tolerance. */
+ * in smaller steps within that tolerance.
+ *
+ * The decode kernels (runtime/attention_stream.h: plain C, AVX2, AVX-512,
+ * each where this CPU and the head dim allow) against the same double
+ * reference and against the sgemm path, on random data: head dims 64 and
+ * 128 (Granite 4.1 3b / 8b), 16 and 8 (the tiny and test models), odd ones
+ * (7, 24, 48: the fallbacks and the AVX-512 narrow blocks) and 256 (partial
+ * value rows); 1, 2, 4, 5 and 16 query heads per KV head and 7 (more rows
+ * than one register block); key counts around the tile sizes and odd ones;
+ * with and without hiding.  Same tolerance, scaled by max |v|, and why it
+ * holds: the scores are hd-term f32 dot products (relative error a few u =
+ * 6e-8 times sqrt(hd) in a random-sign sum, |scores| <= ~15 here), the
+ * softmax turns an absolute score error d into a relative weight error d,
+ * so |o - o_ref| stays near 1e-6 · max|v| (measured worst case printed
+ * by the test: ~1e-6), and 1e-5 leaves a 10x margin without hiding a wrong
+ * key, row or scale (those give errors of order max|v|). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +32,7 @@
 #include <cmocka.h>
 
 #include "runtime/attention.h"
+#include "runtime/attention_stream.h"
 
 enum { NH = 10, NKV = 2, HD = 16, CTX = 80 };
 
@@ -140,11 +156,193 @@ static void test_chunking_invariance(void **state)
     free(f);
 }
 
+/* ---- decode kernels ---------------------------------------------------- */
+
+typedef struct shape {
+    int nh, nkv, hd;
+    int64_t ctx;
+    float *q, *k, *v, *out, *ref, *scratch;
+    uint32_t *mem, *qsup;
+} shape;
+
+static shape make_shape(int nh, int nkv, int hd, int64_t ctx)
+{
+    shape sh = {.nh = nh, .nkv = nkv, .hd = hd, .ctx = ctx};
+    const size_t kv = (size_t)nkv * ctx * hd, qo = (size_t)ctx * nh * hd;
+    sh.q = malloc(sizeof(float) * qo);
+    sh.k = malloc(sizeof(float) * kv);
+    sh.v = malloc(sizeof(float) * kv);
+    sh.out = malloc(sizeof(float) * qo);
+    sh.ref = malloc(sizeof(float) * qo);
+    sh.scratch = malloc(sizeof(float) * (size_t)sr_attention_scratch_floats(ctx));
+    sh.mem = calloc((size_t)ctx, sizeof(uint32_t));
+    sh.qsup = calloc((size_t)ctx, sizeof(uint32_t));
+    /* q·k/sqrt(hd) * 6: scores with a spread of about +-2 sigma = 4 */
+    for (size_t i = 0; i < qo; i++) sh.q[i] = rnd() * 6.0f;
+    for (size_t i = 0; i < kv; i++) {
+        sh.k[i] = rnd();
+        sh.v[i] = rnd() * 3.0f;
+    }
+    for (int64_t i = 0; i < ctx; i++) {
+        sh.mem[i] = (rnd() > 0.6f) ? 1u + (rnd() > 0.0f) : 0;
+        sh.qsup[i] = sh.mem[i] ? 0 : (rnd() > 0.0f ? 3 : 1);
+    }
+    return sh;
+}
+
+static void free_shape(shape *sh)
+{
+    free(sh->q), free(sh->k), free(sh->v), free(sh->out), free(sh->ref), free(sh->scratch);
+    free(sh->mem), free(sh->qsup);
+}
+
+static void run_shape(shape *sh, int64_t p0, int T, int hiding, sr_attn_kernel kern, float *out)
+{
+    sr_attn_args a = {.nh = sh->nh, .nkv = sh->nkv, .hd = sh->hd, .scale = 1.0f / sqrtf((float)sh->hd),
+                      .p0 = p0, .T = T, .q = sh->q + p0 * sh->nh * sh->hd,
+                      .ldq = (int64_t)sh->nh * sh->hd, .k = sh->k, .v = sh->v,
+                      .head_stride = sh->ctx * sh->hd, .key_mem = hiding ? sh->mem : NULL,
+                      .qsup = hiding ? sh->qsup + p0 : NULL, .out = out,
+                      .ldo = (int64_t)sh->nh * sh->hd, .scratch = sh->scratch};
+    sr_attention_with(&a, kern);
+}
+
+/* Query i (absolute position), head h, in double. */
+static void reference_shape(const shape *sh, int64_t i, int h, int hiding, double *o)
+{
+    const int hd = sh->hd, g = h / (sh->nh / sh->nkv);
+    const float scale = 1.0f / sqrtf((float)hd);
+    const float *q = sh->q + (i * sh->nh + h) * hd;
+    double *s = malloc(sizeof(double) * (size_t)(i + 1)), mx = -INFINITY, sum = 0;
+    for (int64_t j = 0; j <= i; j++) {
+        s[j] = -INFINITY;
+        if (hiding && (sh->mem[j] & sh->qsup[i])) continue;
+        const float *kj = sh->k + (g * sh->ctx + j) * hd;
+        double d = 0;
+        for (int e = 0; e < hd; e++) d += (double)q[e] * kj[e];
+        s[j] = scale * d;
+        if (s[j] > mx) mx = s[j];
+    }
+    for (int64_t j = 0; j <= i; j++) sum += (s[j] = exp(s[j] - mx));
+    for (int e = 0; e < hd; e++) o[e] = 0;
+    for (int64_t j = 0; j <= i; j++) {
+        const float *vj = sh->v + (g * sh->ctx + j) * hd;
+        for (int e = 0; e < hd; e++) o[e] += s[j] / sum * vj[e];
+    }
+    free(s);
+}
+
+static const char *kernel_name(sr_attn_kernel k)
+{
+    switch (k) {
+    case SR_ATTN_SGEMM: return "sgemm";
+    case SR_ATTN_STREAM_C: return "plain C";
+    case SR_ATTN_STREAM_AVX2: return "avx2";
+    case SR_ATTN_STREAM_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+static double worst_vs_ref = 0, worst_vs_sgemm = 0;
+
+/* Every usable decode kernel on queries p0..p0+T-1 (T <= 4) of this shape. */
+static void check_kernels(shape *sh, int64_t p0, int T, int hiding)
+{
+    const int64_t row = (int64_t)sh->nh * sh->hd;
+    const double tol = 1e-5 * 3.0;             /* 1e-5 · max|v| */
+    double *o = malloc(sizeof(double) * (size_t)sh->hd);
+    float *ref = sh->ref + p0 * row;
+    memset(ref, 0xff, sizeof(float) * (size_t)(T * row));
+    run_shape(sh, p0, T, hiding, SR_ATTN_SGEMM, ref);
+    const sr_attn_kernel kernels[] = {SR_ATTN_STREAM_C, SR_ATTN_STREAM_AVX2, SR_ATTN_STREAM_AVX512};
+    for (size_t kk = 0; kk < sizeof kernels / sizeof *kernels; kk++) {
+        if (!sr_attn_kernel_usable(kernels[kk], sh->hd)) continue;
+        float *out = sh->out + p0 * row;
+        memset(out, 0xff, sizeof(float) * (size_t)(T * row));     /* NaN sentinel */
+        run_shape(sh, p0, T, hiding, kernels[kk], out);
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < sh->nh; h++) {
+                reference_shape(sh, p0 + t, h, hiding, o);
+                for (int e = 0; e < sh->hd; e++) {
+                    const int64_t x = t * row + h * sh->hd + e;
+                    const double dr = fabs(out[x] - o[e]), ds = fabs(out[x] - ref[x]);
+                    if (dr > worst_vs_ref) worst_vs_ref = dr;
+                    if (ds > worst_vs_sgemm) worst_vs_sgemm = ds;
+                    if (!(dr <= tol && ds <= tol))
+                        fail_msg("%s: nh %d nkv %d hd %d, keys %lld, hiding %d: query %d head %d "
+                                 "dim %d: %.9g vs double %.9g, sgemm %.9g",
+                                 kernel_name(kernels[kk]), sh->nh, sh->nkv, sh->hd,
+                                 (long long)(p0 + t + 1), hiding, t, h, e, out[x], o[e], ref[x]);
+                }
+            }
+    }
+    free(o);
+}
+
+static void test_decode_kernels_match_reference(void **state)
+{
+    (void)state;
+    static const struct { int nh, nkv, hd; } shapes[] = {
+        {40, 8, 64},    /* Granite 4.1 3b: 5 heads per group */
+        {32, 8, 128},   /* Granite 4.1 8b: 4 */
+        {4, 2, 16},     /* tiny models */
+        {2, 1, 8},      /* test models */
+        {16, 1, 64},    /* a full 16-row block */
+        {14, 2, 128},   /* 7 rows: more than one register block */
+        {3, 3, 48},     /* AVX-512 narrow blocks, AVX2 */
+        {4, 2, 24},     /* AVX2 only */
+        {6, 2, 7},      /* odd: sgemm and plain C only */
+        {2, 1, 256},    /* partial value rows */
+    };
+    /* keys seen by the last query: around the tiles (8, 16, 32) and odd */
+    static const int64_t keys[] = {1, 7, 15, 16, 17, 33, 100, 257};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        shape sh = make_shape(shapes[si].nh, shapes[si].nkv, shapes[si].hd, 257);
+        for (size_t ki = 0; ki < sizeof keys / sizeof *keys; ki++)
+            for (int hiding = 0; hiding < 2; hiding++) {
+                check_kernels(&sh, keys[ki] - 1, 1, hiding);        /* one decode query */
+                if (keys[ki] >= 4 && ki % 3 == 1)
+                    check_kernels(&sh, keys[ki] - 4, 4, hiding);    /* four at once */
+            }
+        free_shape(&sh);
+    }
+    print_message("decode kernels: worst |o - o_ref| %.3g, |o - o_sgemm| %.3g (max|v| = 3)\n",
+                  worst_vs_ref, worst_vs_sgemm);
+}
+
+/* Prefill (T > 4) ignores the decode kernel: bit-identical to sgemm. */
+static void test_prefill_keeps_sgemm(void **state)
+{
+    (void)state;
+    shape sh = make_shape(10, 2, 64, 40);
+    run_shape(&sh, 3, 37, 1, SR_ATTN_SGEMM, sh.ref);
+    run_shape(&sh, 3, 37, 1, sr_attn_decode_kernel(64), sh.out);
+    assert_memory_equal(sh.ref, sh.out, sizeof(float) * 37 * 10 * 64);
+    free_shape(&sh);
+}
+
+/* A kernel the CPU or head dim cannot run falls back instead of crashing. */
+static void test_unusable_kernel_falls_back(void **state)
+{
+    (void)state;
+    shape sh = make_shape(6, 2, 7, 20);
+    assert_false(sr_attn_kernel_usable(SR_ATTN_STREAM_AVX2, 7));
+    assert_false(sr_attn_kernel_usable(SR_ATTN_STREAM_AVX512, 7));
+    run_shape(&sh, 19, 1, 0, SR_ATTN_SGEMM, sh.ref);
+    run_shape(&sh, 19, 1, 0, SR_ATTN_STREAM_AVX512, sh.out);
+    assert_memory_equal(sh.ref, sh.out, sizeof(float) * 6 * 7);
+    assert_int_equal(sr_attn_decode_kernel(7), SR_ATTN_SGEMM);
+    free_shape(&sh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocks_match_reference),
         cmocka_unit_test(test_chunking_invariance),
+        cmocka_unit_test(test_decode_kernels_match_reference),
+        cmocka_unit_test(test_prefill_keeps_sgemm),
+        cmocka_unit_test(test_unusable_kernel_falls_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

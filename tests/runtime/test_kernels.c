@@ -136,10 +136,14 @@ static void test_attention_causal(void **state)
             ref_attn(f, i, h, 0, o);
             for (int e = 0; e < HD; e++) assert_float_equal(out[i * NH * HD + h * HD + e], o[e], 1e-5);
         }
-    /* one query at a time over the cache: identical to the prefill */
+    /* One query at a time over the cache equals the prefill up to float
+     * rounding: decode blocks run the streaming kernel (runtime/
+     * attention_stream_*.c), prefill blocks sgemm, which sum in different
+     * orders (spec T_kv_1 asks for equal logits within atol 1e-5, not for
+     * equal bits).  Measured difference: 8.9e-8 at most on values of O(1). */
     for (int i = 0; i < CTX; i++) {
         run_attn(f, i, 1, NULL, step);
-        assert_memory_equal(step, out + i * NH * HD, sizeof step);
+        for (int e = 0; e < NH * HD; e++) assert_float_equal(step[e], out[i * NH * HD + e], 1e-6);
     }
     free(f);
 }
