@@ -38,9 +38,7 @@ void sr_dev_free(sr_dbuf *b)
     memset(b, 0, sizeof *b);
 }
 
-/* Counts a copy of n bytes from device `src` to device `dst` (NULL = host
- * memory that belongs to no device). */
-static void count_copy(sr_device *dst, sr_device *src, size_t n)
+void sr_dev_count_copy(sr_device *dst, sr_device *src, size_t n)
 {
     bool dst_acc = dst && !sr_dev_is_host(dst), src_acc = src && !sr_dev_is_host(src);
     if (dst_acc && src_acc) {
@@ -58,9 +56,9 @@ static void count_copy(sr_device *dst, sr_device *src, size_t n)
     if (src_acc && src != dst) src->moved.n_copies++;
 }
 
-static int check_range(const sr_dbuf *b, size_t off, size_t n, const char *what, sr_error *err)
+int sr_dbuf_check_range(const sr_dbuf *b, size_t off, size_t n, const char *what, sr_error *err)
 {
-    if (!b || !b->ptr) return sr_fail(err, "copy: %s buffer is not allocated", what);
+    if (!b || !b->ptr || !b->dev) return sr_fail(err, "copy: %s buffer is not allocated", what);
     if (off > b->size || n > b->size - off)
         return sr_fail(err, "copy: %s range [%zu, +%zu) outside its %zu-byte buffer on %s", what,
                        off, n, b->size, b->dev->name);
@@ -70,27 +68,27 @@ static int check_range(const sr_dbuf *b, size_t off, size_t n, const char *what,
 int sr_dev_copy(const sr_dbuf *dst, size_t dst_off, const sr_dbuf *src, size_t src_off, size_t n,
                 sr_error *err)
 {
-    if (check_range(dst, dst_off, n, "destination", err) ||
-        check_range(src, src_off, n, "source", err))
+    if (sr_dbuf_check_range(dst, dst_off, n, "destination", err) ||
+        sr_dbuf_check_range(src, src_off, n, "source", err))
         return -1;
     memmove((char *)dst->ptr + dst_off, (const char *)src->ptr + src_off, n);
-    count_copy(dst->dev, src->dev, n);
+    sr_dev_count_copy(dst->dev, src->dev, n);
     return 0;
 }
 
 int sr_dev_upload(const sr_dbuf *dst, size_t dst_off, const void *host, size_t n, sr_error *err)
 {
-    if (check_range(dst, dst_off, n, "destination", err)) return -1;
+    if (sr_dbuf_check_range(dst, dst_off, n, "destination", err)) return -1;
     if (n) memcpy((char *)dst->ptr + dst_off, host, n);
-    count_copy(dst->dev, NULL, n);
+    sr_dev_count_copy(dst->dev, NULL, n);
     return 0;
 }
 
 int sr_dev_download(void *host, const sr_dbuf *src, size_t src_off, size_t n, sr_error *err)
 {
-    if (check_range(src, src_off, n, "source", err)) return -1;
+    if (sr_dbuf_check_range(src, src_off, n, "source", err)) return -1;
     if (n) memcpy(host, (const char *)src->ptr + src_off, n);
-    count_copy(NULL, src->dev, n);
+    sr_dev_count_copy(NULL, src->dev, n);
     return 0;
 }
 

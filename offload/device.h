@@ -75,6 +75,15 @@ void sr_device_init_cuda_info(sr_device *d, const sr_device_info *info);
 int sr_dev_alloc(sr_device *d, size_t n, sr_dbuf *out, sr_error *err);
 void sr_dev_free(sr_dbuf *b);
 
+/* Counts a copy of n bytes from device `src` to device `dst` in their
+ * `moved` statistics (NULL = host memory that belongs to no device).  Every
+ * copy path calls it: sr_dev_copy* and the CUDA copies (device_cuda.cu). */
+void sr_dev_count_copy(sr_device *dst, sr_device *src, size_t n);
+
+/* 0 if [off, off + n) lies inside the allocated buffer b, else an error
+ * naming `what` ("source", "destination"), the range and the device. */
+int sr_dbuf_check_range(const sr_dbuf *b, size_t off, size_t n, const char *what, sr_error *err);
+
 /* Copies between buffers (any devices) and between a buffer and host memory
  * that belongs to no device (e.g. the checkpoint mapping).  Out-of-range
  * offsets fail. */

@@ -81,36 +81,6 @@ void pinned_free(sr_device *d, void *p)
 
 const sr_device_ops pinned_ops = {pinned_alloc, pinned_free};
 
-bool is_acc(const sr_device *d) { return d && !sr_dev_is_host(d); }
-
-// Byte accounting of device.c's sr_dev_copy (NULL = memory of no device).
-void count_copy(sr_device *dst, sr_device *src, size_t n)
-{
-    const bool dst_acc = is_acc(dst), src_acc = is_acc(src);
-    if (dst_acc && src_acc) {
-        if (dst == src) return;
-        src->moved.d2d_out += n;
-        dst->moved.d2d_in += n;
-    } else if (dst_acc) {
-        dst->moved.h2d += n;
-    } else if (src_acc) {
-        src->moved.d2h += n;
-    } else {
-        return;
-    }
-    if (dst_acc) dst->moved.n_copies++;
-    if (src_acc && src != dst) src->moved.n_copies++;
-}
-
-int check_range(const sr_dbuf *b, size_t off, size_t n, const char *what, sr_error *err)
-{
-    if (!b || !b->ptr || !b->dev) return sr_fail(err, "copy: %s buffer is not allocated", what);
-    if (off > b->size || n > b->size - off)
-        return sr_fail(err, "copy: %s range [%zu, +%zu) outside its %zu-byte buffer on %s", what,
-                       off, n, b->size, b->dev->name);
-    return 0;
-}
-
 // Pinned bounce buffer for GPU -> GPU copies without peer access.
 constexpr size_t kBounceBytes = (size_t)16 << 20;
 pthread_mutex_t bounce_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -346,31 +316,31 @@ static int copy_bytes(void *dst, sr_device *dd, const void *src, sr_device *sd, 
 extern "C" int sr_cuda_dev_copy(const sr_dbuf *dst, size_t dst_off, const sr_dbuf *src,
                                 size_t src_off, size_t n, sr_stream *s, sr_error *err)
 {
-    if (check_range(dst, dst_off, n, "destination", err) ||
-        check_range(src, src_off, n, "source", err))
+    if (sr_dbuf_check_range(dst, dst_off, n, "destination", err) ||
+        sr_dbuf_check_range(src, src_off, n, "source", err))
         return -1;
     if (copy_bytes((char *)dst->ptr + dst_off, dst->dev, (const char *)src->ptr + src_off,
                    src->dev, n, s, err))
         return -1;
-    count_copy(dst->dev, src->dev, n);
+    sr_dev_count_copy(dst->dev, src->dev, n);
     return 0;
 }
 
 extern "C" int sr_cuda_dev_upload(const sr_dbuf *dst, size_t dst_off, const void *host, size_t n,
                                   sr_stream *s, sr_error *err)
 {
-    if (check_range(dst, dst_off, n, "destination", err)) return -1;
+    if (sr_dbuf_check_range(dst, dst_off, n, "destination", err)) return -1;
     if (copy_bytes((char *)dst->ptr + dst_off, dst->dev, host, NULL, n, s, err)) return -1;
-    count_copy(dst->dev, NULL, n);
+    sr_dev_count_copy(dst->dev, NULL, n);
     return 0;
 }
 
 extern "C" int sr_cuda_dev_download(void *host, const sr_dbuf *src, size_t src_off, size_t n,
                                     sr_stream *s, sr_error *err)
 {
-    if (check_range(src, src_off, n, "source", err)) return -1;
+    if (sr_dbuf_check_range(src, src_off, n, "source", err)) return -1;
     if (copy_bytes(host, NULL, (const char *)src->ptr + src_off, src->dev, n, s, err)) return -1;
-    count_copy(NULL, src->dev, n);
+    sr_dev_count_copy(NULL, src->dev, n);
     return 0;
 }
 
