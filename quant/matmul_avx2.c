@@ -23,19 +23,6 @@
 /* Keeps a loaded vector in a register (see matmul_avx512.c). */
 #define PIN(v) __asm__("" : "+x"(v))
 
-#define FOR_N(CALL)                \
-    switch (n) {                   \
-    case 1: CALL(1); break;        \
-    case 2: CALL(2); break;        \
-    case 3: CALL(3); break;        \
-    case 4: CALL(4); break;        \
-    case 5: CALL(5); break;        \
-    case 6: CALL(6); break;        \
-    case 7: CALL(7); break;        \
-    case 8: CALL(8); break;        \
-    default: break;                \
-    }
-
 INLINE float hsum8(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -26,21 +26,6 @@
  * each of the R FMAs that use it, loading it R times. */
 #define PIN(v) __asm__("" : "+v"(v))
 
-/* Instantiates CALL(N) for the runtime column count n = 1..8 so that every
- * kernel body is compiled with a constant column count (registers, unroll). */
-#define FOR_N(CALL)                \
-    switch (n) {                   \
-    case 1: CALL(1); break;        \
-    case 2: CALL(2); break;        \
-    case 3: CALL(3); break;        \
-    case 4: CALL(4); break;        \
-    case 5: CALL(5); break;        \
-    case 6: CALL(6); break;        \
-    case 7: CALL(7); break;        \
-    case 8: CALL(8); break;        \
-    default: break;                \
-    }
-
 /* ---- dense formats (f32, bf16, f16, int8 codes) ------------------------ */
 
 /* 16 consecutive weights of a dense row as f32 (int8: the raw codes). */

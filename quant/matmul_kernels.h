@@ -118,4 +118,20 @@ void sr_int8_quantize_x(const float *x, int64_t len, int8_t *q, float *absmax, i
  * cross a row or a weight block). */
 int sr_matmul_int8_fits(const sr_qmatrix *w);
 
+/* Instantiates CALL(N) for the runtime column count n = 1..8 (a variable
+ * `n` in scope), so that every kernel body is compiled with a constant column
+ * count (registers, unroll).  Used by the SIMD kernel files. */
+#define FOR_N(CALL)                \
+    switch (n) {                   \
+    case 1: CALL(1); break;        \
+    case 2: CALL(2); break;        \
+    case 3: CALL(3); break;        \
+    case 4: CALL(4); break;        \
+    case 5: CALL(5); break;        \
+    case 6: CALL(6); break;        \
+    case 7: CALL(7); break;        \
+    case 8: CALL(8); break;        \
+    default: break;                \
+    }
+
 #endif

@@ -412,20 +412,6 @@ INLINE void i8_rows(const sr_qmatrix *w, const xgroup_i8 *xp, float *y, int64_t 
     for (; r < r1; r++) i8_block(w, xp, y, ldy, r, 1, n);
 }
 
-/* Instantiates CALL(N) for the runtime column count n = 1..8. */
-#define FOR_N(CALL)                \
-    switch (n) {                   \
-    case 1: CALL(1); break;        \
-    case 2: CALL(2); break;        \
-    case 3: CALL(3); break;        \
-    case 4: CALL(4); break;        \
-    case 5: CALL(5); break;        \
-    case 6: CALL(6); break;        \
-    case 7: CALL(7); break;        \
-    case 8: CALL(8); break;        \
-    default: break;                \
-    }
-
 #define Q4_ALIGNED(N) q4_rows(m, xp, y, ldy, r0, r1, N, 1)
 #define Q4_GENERIC(N) q4_rows(m, xp, y, ldy, r0, r1, N, 0)
 #define I8_CALL(N) i8_rows(w, xp, y, ldy, r0, r1, N)
