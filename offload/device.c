@@ -133,12 +133,71 @@ void sr_device_init_cuda_info(sr_device *d, const sr_device_info *info)
 {
     memset(d, 0, sizeof *d);
     d->kind = SR_DEV_CUDA;
-    d->gpu = info->index;
-    snprintf(d->name, sizeof d->name, "cuda:%d", info->index);
     d->total = info->total_bytes;
     d->free_bytes = info->free_bytes;
     d->budget = info->free_bytes;
     d->ops = NULL;
+    sr_device_cuda_slice(d, info->index, info->index, 0, 1);
+}
+
+void sr_device_cuda_slice(sr_device *d, int gpu, int phys, int slice, int n_slices)
+{
+    d->gpu = gpu;
+    if (n_slices <= 1) {
+        snprintf(d->name, sizeof d->name, "cuda:%d", phys);
+        return;
+    }
+    snprintf(d->name, sizeof d->name, "cuda:%d.%d", phys, slice);
+    d->total /= (uint64_t)n_slices;
+    d->free_bytes /= (uint64_t)n_slices;
+    if (d->budget != UINT64_MAX) d->budget /= (uint64_t)n_slices;
+}
+
+/* Physical GPU index of a whole CUDA device named "cuda:P", else -1 (a
+ * slice "cuda:P.S" or another kind). */
+static int whole_gpu_index(const sr_device *d)
+{
+    int p = -1, end = 0;
+    if (d->kind != SR_DEV_CUDA || sscanf(d->name, "cuda:%d%n", &p, &end) != 1 || d->name[end] ||
+        p < 0)
+        return -1;
+    return p;
+}
+
+int sr_device_set_split_gpus(sr_device_set *set, int n, sr_error *err)
+{
+    if (n < 1 || n > SR_MAX_DEVICES)
+        return sr_fail(err, "--logical-gpus %d: expected 1..%d", n, SR_MAX_DEVICES);
+    if (!set->n_gpu)
+        return sr_fail(err, "--logical-gpus applies to --devices cuda (this set has no "
+                       "accelerator)");
+    for (int g = 0; g < set->n_gpu; g++) {
+        const sr_device *d = &set->gpu[g];
+        if (d->kind != SR_DEV_CUDA)
+            return sr_fail(err, "--logical-gpus applies to --devices cuda, not %s", d->name);
+        if (whole_gpu_index(d) < 0)
+            return sr_fail(err, "--logical-gpus: %s is already a logical device", d->name);
+        if (d->n_allocs || d->used)
+            return sr_fail(err, "--logical-gpus: %s holds allocations; split it before use",
+                           d->name);
+    }
+    if (set->n_gpu * n > SR_MAX_DEVICES)
+        return sr_fail(err, "--logical-gpus %d: %d GPUs would make %d devices (at most %d)", n,
+                       set->n_gpu, set->n_gpu * n, SR_MAX_DEVICES);
+    if (n == 1) return 0;
+    /* from the last GPU down, so each whole device is read before any slice
+     * of an earlier one overwrites its slot */
+    for (int g = set->n_gpu - 1; g >= 0; g--) {
+        const sr_device whole = set->gpu[g];
+        const int phys = whole_gpu_index(&whole);
+        for (int s = 0; s < n; s++) {
+            sr_device *d = &set->gpu[g * n + s];
+            *d = whole;
+            sr_device_cuda_slice(d, g * n + s, phys, s, n);
+        }
+    }
+    set->n_gpu *= n;
+    return 0;
 }
 
 /* One "sim:NxSIZE" / "sim:SIZE" group. */

@@ -70,6 +70,14 @@ void sr_device_init_sim(sr_device *d, int gpu, uint64_t bytes);
 /* A CUDA device known from sr_list_devices, for planning only. */
 void sr_device_init_cuda_info(sr_device *d, const sr_device_info *info);
 
+/* Makes d, which describes the whole physical GPU `phys`, its logical slice
+ * `slice` of `n_slices` (>= 1) and accelerator `gpu` of a set: named
+ * "cuda:P" when n_slices is 1, else "cuda:P.S"; total, free_bytes and a
+ * limited budget become 1/n_slices of the GPU's (rounded down).  The one
+ * place for the naming and sizes of slices (sr_device_set_split_gpus here,
+ * sr_device_init_cuda in device_cuda.cu). */
+void sr_device_cuda_slice(sr_device *d, int gpu, int phys, int slice, int n_slices);
+
 /* Allocation within the device's budget.  Fails naming the device, the
  * request and the room left; *out is zeroed on failure. */
 int sr_dev_alloc(sr_device *d, size_t n, sr_dbuf *out, sr_error *err);
@@ -119,6 +127,15 @@ typedef struct sr_device_set {
 int sr_device_set_parse(const char *spec, sr_device_set *set, sr_error *err);
 /* The real accelerators (none without a CUDA build) plus the host. */
 void sr_device_set_detect(sr_device_set *set, char *why, size_t why_len);
+
+/* --logical-gpus n: splits every CUDA device of a set (whole GPUs, as
+ * "--devices cuda" lists them) into n logical devices cuda:P.0 .. cuda:P.n-1
+ * with 1/n of its memory and budget each, renumbered 0.. in order, so the
+ * multi-device paths run on one GPU.  n = 1 keeps the set.  Fails naming
+ * the flag, leaving the set unchanged, for n outside 1..SR_MAX_DEVICES, for
+ * more than SR_MAX_DEVICES resulting devices, for a set without CUDA devices
+ * (or with other accelerators), and for devices already split or in use. */
+int sr_device_set_split_gpus(sr_device_set *set, int n, sr_error *err);
 
 /* Host memory from /proc/meminfo (0 if unknown). */
 void sr_host_memory(uint64_t *total, uint64_t *available);

@@ -131,13 +131,8 @@ extern "C" int sr_device_init_cuda(sr_device *d, int gpu, const sr_device_info *
     memset(d, 0, sizeof *d);
     if (!phys || n_slices < 1 || slice < 0 || slice >= n_slices)
         return sr_fail(err, "cuda device: bad slice %d of %d", slice, n_slices);
-    d->kind = SR_DEV_CUDA;
-    d->gpu = gpu;
-    if (n_slices == 1) snprintf(d->name, sizeof d->name, "cuda:%d", phys->index);
-    else snprintf(d->name, sizeof d->name, "cuda:%d.%d", phys->index, slice);
-    d->total = phys->total_bytes / (uint64_t)n_slices;
-    d->free_bytes = phys->free_bytes / (uint64_t)n_slices;
-    d->budget = d->free_bytes;
+    sr_device_init_cuda_info(d, phys);     // the whole GPU, budget = its free memory
+    sr_device_cuda_slice(d, gpu, phys->index, slice, n_slices);
     d->ops = &cuda_ops;
     return 0;
 }
@@ -179,16 +174,16 @@ extern "C" int sr_device_set_cuda(sr_device_set *set, int logical_gpus, bool pin
     char why[256] = "";
     const int n = sr_list_devices(info, SR_MAX_DEVICES, why, (int)sizeof why);
     if (n <= 0) return sr_fail(err, "cuda: %s", why);
-    if (n * logical_gpus > SR_MAX_DEVICES)
-        return sr_fail(err, "--logical-gpus %d: %d GPUs would make %d devices (at most %d)",
-                       logical_gpus, n, n * logical_gpus, SR_MAX_DEVICES);
     for (int i = 0; i < n; i++) {
-        for (int s = 0; s < logical_gpus; s++) {
-            if (sr_device_init_cuda(&set->gpu[set->n_gpu], set->n_gpu, &info[i], s, logical_gpus,
-                                    err))
-                return -1;
-            set->n_gpu++;
-        }
+        if (sr_device_init_cuda(&set->gpu[set->n_gpu], set->n_gpu, &info[i], 0, 1, err))
+            return -1;
+        set->n_gpu++;
+    }
+    // the slices as --logical-gpus makes them everywhere (device.c)
+    if (sr_device_set_split_gpus(set, logical_gpus, err)) {
+        memset(set->gpu, 0, sizeof set->gpu);
+        set->n_gpu = 0;
+        return -1;
     }
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++)

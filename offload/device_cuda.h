@@ -2,7 +2,8 @@
  *
  * device.c knows CUDA devices only for planning (ops = NULL).  This header
  * adds allocating CUDA devices and everything that moves bytes to, from and
- * between them, as separate functions (device.c is not changed):
+ * between them, as separate functions (the naming and sizes of slices are
+ * device.c's sr_device_cuda_slice, shared with planning-only devices):
  *
  *   devices    sr_device_init_cuda: a GPU, or a logical slice of one
  *              (`--logical-gpus N` splits each physical GPU into N devices

@@ -26,6 +26,11 @@ static int build_tiers(sr_placement *p, const sr_model *m, const sr_placement_op
         /* "cuda" without a usable GPU is a limit of this machine, not a typo */
         return failed(strstr(err->msg, "--devices: cuda:") ? SR_PLACEMENT_UNSUPPORTED
                                                             : SR_PLACEMENT_BAD_OPTION, why);
+    /* --logical-gpus before anything reads the devices: budgets and
+     * --max-memory indices then address the logical devices */
+    if (o->logical_gpus != 0 && o->logical_gpus != 1 &&
+        sr_device_set_split_gpus(&p->devs, o->logical_gpus, err))
+        return failed(SR_PLACEMENT_BAD_OPTION, why);
     for (int g = 0; g < p->devs.n_gpu; g++)
         if (!p->devs.gpu[g].ops) {
             sr_fail(err, "placement: %s: this build can plan for it but not run units on it",

@@ -1,5 +1,5 @@
 /* Placement of a loaded model from the options `strata plan` takes
- * (--devices, --max-memory, --strategy / --device-map, --host-exec,
+ * (--devices, --logical-gpus, --max-memory, --strategy / --device-map, --host-exec,
  * --prefetch, --ctx): the tiers and their budgets, the plan over the model's
  * own units, and the executor (offload/exec.h) that runs it.  This is what
  * the public API does for strata_model_params.devices other than "cpu". */
@@ -17,6 +17,8 @@
 
 typedef struct sr_placement_opts {
     const char *devices;        /* "sim:2x512MiB", "cuda", ... (required) */
+    int logical_gpus;           /* > 1: each GPU split into that many devices
+                                   (sr_device_set_split_gpus); 0 or 1: none */
     const char *max_memory;     /* accelerate's vocabulary; NULL: default budgets */
     const char *strategy;       /* NULL: auto; excludes device_map */
     const char *device_map;     /* accelerate JSON file, or NULL */

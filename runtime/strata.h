@@ -41,7 +41,8 @@
 extern "C" {
 #endif
 
-#define STRATA_API_VERSION 2     /* 2: placement (devices, max_memory, ...) */
+#define STRATA_API_VERSION 3     /* 2: placement (devices, max_memory, ...);
+                                    3: strata_model_params.logical_gpus */
 
 /* ---- errors ---------------------------------------------------------------- */
 
@@ -104,6 +105,11 @@ typedef struct strata_model_params {
     const char *host_exec;      /* host-tier layers: "auto" (NULL), "stream", "cpu" */
     int prefetch;               /* streaming prefetch distance: 0 the default (2, 1 when
                                    tight), n > 0 that distance, -1 none */
+    /* (API version 3) */
+    int logical_gpus;           /* with devices "cuda": each GPU split into this many
+                                   devices cuda:P.0, cuda:P.1, ... with 1/N of its memory
+                                   (max_memory indices then count these); 0 or 1: no
+                                   split; other devices refuse N > 1 */
 } strata_model_params;
 
 strata_model_params strata_model_default_params(void);

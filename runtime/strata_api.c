@@ -146,6 +146,7 @@ strata_model_params strata_model_default_params(void)
 {
     strata_model_params p;
     memset(&p, 0, sizeof p);
+    p.logical_gpus = 0;     /* no split */
     return p;
 }
 
@@ -262,7 +263,8 @@ static strata_status place(strata_model *sm, const char *dir, const strata_model
     sm->placed = sr_calloc(1, sizeof *sm->placed);
     if (!sm->placed) return fail(err, STRATA_ERR_MEMORY, "model %s: out of memory", dir);
     atomic_init(&sm->placed->busy, false);
-    sr_placement_opts po = {.devices = p->devices, .max_memory = p->max_memory,
+    sr_placement_opts po = {.devices = p->devices, .logical_gpus = p->logical_gpus,
+                            .max_memory = p->max_memory,
                             .strategy = p->strategy, .device_map = p->device_map,
                             .host_exec = p->host_exec,
                             .prefetch = p->prefetch == 0 ? -1 : p->prefetch < 0 ? 0 : p->prefetch,
@@ -291,9 +293,11 @@ strata_status strata_model_open(const char *dir, const strata_model_params *para
         return fail(err, STRATA_ERR_ARGUMENT, "model %s: n_threads and n_ctx must be >= 0 "
                     "(got %d, %lld)", dir, p.n_threads, (long long)p.n_ctx);
     const bool on_cpu = !p.devices || !strcmp(p.devices, "cpu");
-    if (on_cpu && (p.max_memory || p.strategy || p.device_map || p.host_exec || p.prefetch))
+    if (on_cpu && (p.max_memory || p.strategy || p.device_map || p.host_exec || p.prefetch ||
+                   p.logical_gpus > 1))
         return fail(err, STRATA_ERR_ARGUMENT, "model %s: max_memory, strategy, device_map, "
-                    "host_exec and prefetch place units on devices: they need devices (e.g. "
+                    "host_exec, prefetch and logical_gpus place units on devices: they need "
+                    "devices (e.g. "
                     "\"sim:2x512MiB\" or \"cuda\"), not %s", dir,
                     p.devices ? "\"cpu\"" : "NULL");
     if (p.prefetch < -1 || p.prefetch > 64)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "offload/budget.h"
 #include "offload/device.h"
@@ -34,6 +35,9 @@ static void usage(FILE *f)
         "                          (default: free memory of each accelerator, available RAM - 1 GiB)\n"
         "  --devices SPEC          sim:2x512MiB,sim:1x1GiB (simulated), cuda, or cpu\n"
         "                          (default: the CUDA devices present)\n"
+        "  --logical-gpus N        split each GPU into N devices cuda:P.0.. with 1/N of its\n"
+        "                          memory each (--devices cuda or the default); --max-memory\n"
+        "                          indices then count them (0=cuda:0.0,1=cuda:0.1)\n"
         "  --strategy S            auto | balanced | balanced_low_0 | sequential (default auto)\n"
         "  --device-map FILE       explicit placement (accelerate JSON); replaces --strategy\n"
         "  --save-device-map FILE  write the plan as accelerate JSON\n"
@@ -52,7 +56,7 @@ typedef struct opts {
     const char *model, *max_memory, *devices, *strategy, *device_map, *save_map, *host_exec;
     const char *perf;
     int64_t ctx;
-    int batch, prefetch, json, measure;
+    int batch, prefetch, json, measure, logical_gpus;
 } opts;
 
 static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
@@ -73,6 +77,7 @@ static int parse_args(int argc, char **argv, opts *o)
         {"ctx", required_argument, 0, 'c'}, {"batch", required_argument, 0, 'b'},
         {"host-exec", required_argument, 0, 'x'}, {"prefetch", required_argument, 0, 'p'},
         {"perf", required_argument, 0, 'P'}, {"measure-host", no_argument, 0, 'H'},
+        {"logical-gpus", required_argument, 0, 'L'},
         {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->batch = 1;
@@ -113,6 +118,14 @@ static int parse_args(int argc, char **argv, opts *o)
             }
             o->prefetch = (int)v;
             break;
+        case 'L':
+            if (parse_int(optarg, 1, SR_MAX_DEVICES, &v)) {
+                fprintf(stderr, "strata plan: --logical-gpus %s: expected 1..%d\n", optarg,
+                        SR_MAX_DEVICES);
+                return 2;
+            }
+            o->logical_gpus = (int)v;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -128,6 +141,11 @@ static int parse_args(int argc, char **argv, opts *o)
     }
     if (o->device_map && o->strategy) {
         fprintf(stderr, "strata plan: --device-map and --strategy exclude each other\n");
+        return 2;
+    }
+    if (o->logical_gpus && o->devices && strcasecmp(o->devices, "cuda")) {
+        fprintf(stderr, "strata plan: --logical-gpus applies to --devices cuda (splits each GPU "
+                "into N devices), not --devices %s\n", o->devices);
         return 2;
     }
     return -1;  /* go on */
@@ -419,7 +437,13 @@ int cmd_plan(int argc, char **argv)
         if (sr_device_set_parse(o.devices, &set, &err)) return fail(&c, &err);
     } else {
         sr_device_set_detect(&set, why, sizeof why);
+        if (o.logical_gpus && !set.n_gpu) {
+            sr_fail(&err, "--logical-gpus: no CUDA device (%s)", why);
+            return fail(&c, &err);
+        }
     }
+    if (o.logical_gpus && sr_device_set_split_gpus(&set, o.logical_gpus, &err))
+        return fail(&c, &err);
     sr_max_memory mm;
     if (o.max_memory && sr_max_memory_parse(o.max_memory, &mm, &err)) return fail(&c, &err);
     sr_model_dims dims;

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "offload/planner.h"
 
@@ -31,6 +32,15 @@ int placement_args_take(placement_args *p, const char *cmd, const char *flag, co
             return -1;
         }
         p->host_exec = value;
+    } else if (!strcmp(flag, "--logical-gpus")) {
+        char *end;
+        long long n = strtoll(value, &end, 10);
+        if (end == value || *end || n < 1 || n > SR_MAX_DEVICES) {
+            fprintf(stderr, "%s: --logical-gpus '%s': expected 1..%d\n", cmd, value,
+                    SR_MAX_DEVICES);
+            return -1;
+        }
+        p->logical_gpus = (int)n;
     } else if (!strcmp(flag, "--prefetch")) {
         char *end;
         long long n = strtoll(value, &end, 10);
@@ -52,6 +62,11 @@ bool placement_args_placed(const placement_args *p)
 
 int placement_args_check(const placement_args *p, const char *cmd)
 {
+    if (p->logical_gpus && (!p->devices || strcasecmp(p->devices, "cuda"))) {
+        fprintf(stderr, "%s: --logical-gpus applies to --devices cuda (splits each GPU into N "
+                "devices)\n", cmd);
+        return 2;
+    }
     if (!placement_args_placed(p) && (p->max_memory || p->strategy || p->device_map ||
                                       p->host_exec || p->prefetch >= 0)) {
         fprintf(stderr, "%s: --max-memory, --strategy, --device-map, --host-exec and --prefetch "
@@ -70,7 +85,10 @@ void placement_args_usage(FILE *f)
     fprintf(f,
         "placement (as `strata plan`; default: every unit on the CPU):\n"
         "  --devices SPEC      sim:2x512MiB,sim:1GiB (simulated accelerators) or cuda\n"
-        "  --max-memory SPEC   budgets: cuda:0=3GiB,1=6GiB,cpu=20GiB (or 0=3GiB)\n"
+        "  --logical-gpus N    with --devices cuda: split each GPU into N devices cuda:P.0..\n"
+        "                      with 1/N of its memory each (multi-device paths on one GPU)\n"
+        "  --max-memory SPEC   budgets: cuda:0=3GiB,1=6GiB,cpu=20GiB (or 0=3GiB); indices\n"
+        "                      count logical devices with --logical-gpus (0=cuda:0.0,1=cuda:0.1)\n"
         "  --strategy S        auto | balanced | balanced_low_0 | sequential\n"
         "  --device-map FILE   explicit placement (accelerate JSON); replaces --strategy\n"
         "  --host-exec P       host-tier layers: auto | stream | cpu\n"
@@ -80,6 +98,7 @@ void placement_args_usage(FILE *f)
 void placement_args_to_params(const placement_args *p, strata_model_params *mp)
 {
     mp->devices = p->devices;
+    mp->logical_gpus = p->logical_gpus;
     mp->max_memory = p->max_memory;
     mp->strategy = p->strategy;
     mp->device_map = p->device_map;
@@ -91,6 +110,7 @@ void placement_args_to_params(const placement_args *p, strata_model_params *mp)
 void placement_args_to_opts(const placement_args *p, sr_placement_opts *po)
 {
     po->devices = p->devices;
+    po->logical_gpus = p->logical_gpus;
     po->max_memory = p->max_memory;
     po->strategy = p->strategy;
     po->device_map = p->device_map;

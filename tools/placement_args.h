@@ -1,6 +1,6 @@
 /* The placement flags shared by `strata run` and `strata bench run`
- * (--devices, --max-memory, --strategy, --device-map, --host-exec,
- * --prefetch; the same vocabulary as `strata plan`): parsing, the usage
+ * (--devices, --logical-gpus, --max-memory, --strategy, --device-map,
+ * --host-exec, --prefetch; the same vocabulary as `strata plan`): parsing, the usage
  * text, the checks that need no model, and their translation into the
  * public API's model parameters or the offload placement options.
  *
@@ -19,6 +19,7 @@
 typedef struct placement_args {
     const char *devices, *max_memory, *strategy, *device_map, *host_exec;
     int prefetch;               /* 0..64; -1: not given (the planner's default) */
+    int logical_gpus;           /* 1..SR_MAX_DEVICES; 0: not given (no split) */
 } placement_args;
 
 void placement_args_init(placement_args *p);

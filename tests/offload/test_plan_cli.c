@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "runtime/devices.h"
 #include "test_util.h"
 
 typedef struct run_result {
@@ -405,6 +406,47 @@ static void test_failures(void **state)
     done(&r);
 }
 
+/* --logical-gpus: refused naming the flag without --devices cuda or with a
+ * bad count; with --devices cuda the GPUs present are split (without one,
+ * the usual no-CUDA failure). */
+static void test_logical_gpus(void **state)
+{
+    (void)state;
+    const char *m = test_data("model/switch-3a");
+    run_result r = plan("--model '%s' --devices sim:2x4MiB --logical-gpus 2", m);
+    assert_int_equal(r.rc, 2);
+    expect_in(r.err, "--logical-gpus applies to --devices cuda");
+    done(&r);
+    r = plan("--model '%s' --devices cuda --logical-gpus 0", m);
+    assert_int_equal(r.rc, 2);
+    expect_in(r.err, "--logical-gpus 0");
+    done(&r);
+    r = plan("--model '%s' --devices cuda --logical-gpus 17", m);
+    assert_int_equal(r.rc, 2);
+    expect_in(r.err, "--logical-gpus 17");
+    done(&r);
+
+    sr_device_info info[SR_MAX_DEVICES];
+    char why[256];
+    const bool have_gpu = sr_list_devices(info, SR_MAX_DEVICES, why, (int)sizeof why) > 0;
+    r = plan("--model '%s' --devices cuda --logical-gpus 2 --ctx 64", m);
+    if (have_gpu) {
+        assert_int_equal(r.rc, 0);
+        expect_in(r.out, "cuda:0.0");
+        expect_in(r.out, "cuda:0.1");
+    } else {
+        assert_int_equal(r.rc, 1);
+        expect_in(r.err, "--devices: cuda:");
+    }
+    done(&r);
+    if (!have_gpu) {
+        r = plan("--model '%s' --logical-gpus 2", m);
+        assert_int_equal(r.rc, 1);
+        expect_in(r.err, "--logical-gpus: no CUDA device");
+        done(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_head_split_by_accelerate),
         cmocka_unit_test(test_streaming_plan),
         cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_logical_gpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

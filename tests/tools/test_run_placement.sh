@@ -115,9 +115,23 @@ check "missing device map: error naming the file" contains "$TMP/err" "none.json
     >/dev/null 2>"$TMP/err"
 check "prompt + n beyond the planned --ctx: error" [ $? -eq 1 ]
 check "  names the context" contains "$TMP/err" "context of 8 positions"
+"$S" run -m "$D/model/switch-3a" --tokens 1,2 -n 2 --logical-gpus 2 >/dev/null 2>"$TMP/err"
+check "--logical-gpus without --devices cuda: usage error" [ $? -eq 2 ]
+check "  names the flag" contains "$TMP/err" "--logical-gpus applies to --devices cuda"
+"$S" run -m "$D/model/switch-3a" --tokens 1,2 -n 2 --devices sim:2x8MiB --logical-gpus 2 \
+    >/dev/null 2>"$TMP/err"
+check "--logical-gpus with sim devices: usage error" [ $? -eq 2 ]
+"$S" run -m "$D/model/switch-3a" --tokens 1,2 -n 2 --devices cuda --logical-gpus 0 \
+    >/dev/null 2>"$TMP/err"
+check "--logical-gpus 0: usage error" [ $? -eq 2 ]
+check "  names the flag" contains "$TMP/err" "--logical-gpus '0'"
 if ! "$S" inspect --devices 2>/dev/null | grep -q "cuda:0"; then
     "$S" run -m "$D/model/switch-3a" --tokens 1,2 -n 2 --devices cuda >/dev/null 2>"$TMP/err"
     check "--devices cuda without a GPU: error" [ $? -eq 1 ]
     check "  says why" contains "$TMP/err" "cuda"
+    "$S" run -m "$D/model/switch-3a" --tokens 1,2 -n 2 --devices cuda --logical-gpus 2 \
+        >/dev/null 2>"$TMP/err"
+    check "--devices cuda --logical-gpus 2 without a GPU: the no-CUDA error" [ $? -eq 1 ]
+    check "  says why" contains "$TMP/err" "--devices: cuda:"
 fi
 finish
