@@ -97,6 +97,24 @@ static inline sr_cuda_ctx *ctx_new(void)
     return c;
 }
 
+/* The CUDA context of a test group:
+ * cmocka_run_group_tests(tests, ctx_setup, ctx_teardown). */
+static sr_cuda_ctx *ctx __attribute__((unused));
+
+static inline int ctx_setup(void **state)
+{
+    (void)state;
+    ctx = ctx_new();
+    return 0;
+}
+
+static inline int ctx_teardown(void **state)
+{
+    (void)state;
+    sr_cuda_ctx_free(ctx);
+    return 0;
+}
+
 static inline void ctx_sync(sr_cuda_ctx *c)
 {
     sr_error e;

@@ -19,22 +19,6 @@
 #include "runtime/attention.h"
 #include "runtime/cuda/attention_cuda.h"
 
-static sr_cuda_ctx *ctx;
-
-static int setup(void **state)
-{
-    (void)state;
-    ctx = ctx_new();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    sr_cuda_ctx_free(ctx);
-    return 0;
-}
-
 typedef struct attn_case {
     int nh, nkv, hd;
     int64_t p0;
@@ -182,5 +166,5 @@ int main(void)
         cmocka_unit_test(test_decode),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ctx_setup, ctx_teardown);
 }

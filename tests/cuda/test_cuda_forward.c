@@ -32,22 +32,6 @@
 
 #define LOGIT_TOL 1e-4
 
-static sr_cuda_ctx *ctx;
-
-static int setup(void **state)
-{
-    (void)state;
-    ctx = ctx_new();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    sr_cuda_ctx_free(ctx);
-    return 0;
-}
-
 typedef struct case_file {
     sr_st_file *f;
     const sr_tensor *ids, *mask, *logits, *logits_inc, *gen_ids, *step_logits;
@@ -310,5 +294,5 @@ int main(void)
         cmocka_unit_test(test_fp4),
         cmocka_unit_test(test_int8),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ctx_setup, ctx_teardown);
 }

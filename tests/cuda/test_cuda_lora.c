@@ -17,22 +17,6 @@
 #include "runtime/cuda/lora_cuda.h"
 #include "runtime/lora.h"
 
-static sr_cuda_ctx *ctx;
-
-static int setup(void **state)
-{
-    (void)state;
-    ctx = ctx_new();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    sr_cuda_ctx_free(ctx);
-    return 0;
-}
-
 typedef struct lora_case {
     int n_adapters, rank, n_slices;
     int64_t in, rows[3];
@@ -164,5 +148,5 @@ int main(void)
         cmocka_unit_test(test_lora),
         cmocka_unit_test(test_no_adapter_tokens),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ctx_setup, ctx_teardown);
 }

@@ -20,22 +20,6 @@
 #include "runtime/rope.h"
 #include "runtime/sampling.h"
 
-static sr_cuda_ctx *ctx;
-
-static int setup(void **state)
-{
-    (void)state;
-    ctx = ctx_new();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    sr_cuda_ctx_free(ctx);
-    return 0;
-}
-
 static void expect_ok(int rc, const sr_error *e, const char *what)
 {
     if (rc) fail_msg("%s: %s", what, e->msg);
@@ -372,5 +356,5 @@ int main(void)
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_argmax),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ctx_setup, ctx_teardown);
 }

@@ -38,22 +38,6 @@ static const shape kShapes[] = {
 };
 #define N_SHAPES (int)(sizeof kShapes / sizeof kShapes[0])
 
-static sr_cuda_ctx *ctx;
-
-static int setup(void **state)
-{
-    (void)state;
-    ctx = ctx_new();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    sr_cuda_ctx_free(ctx);
-    return 0;
-}
-
 static sr_qmatrix upload(const host_matrix *h)
 {
     sr_error e;
@@ -369,5 +353,5 @@ int main(void)
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ctx_setup, ctx_teardown);
 }
