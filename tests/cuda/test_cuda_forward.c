@@ -28,30 +28,10 @@
 #include "runtime/model.h"
 #include "runtime/safetensors.h"
 #include "runtime/sampling.h"
+#include "golden_case.h"
 #include "test_util.h"
 
 #define LOGIT_TOL 1e-4
-
-typedef struct case_file {
-    sr_st_file *f;
-    const sr_tensor *ids, *mask, *logits, *logits_inc, *gen_ids, *step_logits;
-} case_file;
-
-static void open_case(const char *model, const char *file, case_file *c)
-{
-    char rel[512];
-    snprintf(rel, sizeof rel, "model/%s/cases/%s", model, file);
-    sr_error err = {{0}};
-    memset(c, 0, sizeof *c);
-    if (sr_st_open(test_data(rel), &c->f, &err)) fail_msg("%s", err.msg);
-    c->ids = sr_st_find(c->f, "input_ids");
-    c->mask = sr_st_find(c->f, "attention_mask");
-    c->logits = sr_st_find(c->f, "logits");
-    c->logits_inc = sr_st_find(c->f, "logits_incremental");
-    c->gen_ids = sr_st_find(c->f, "generated_ids");
-    c->step_logits = sr_st_find(c->f, "step_logits");
-    assert_non_null(c->ids);
-}
 
 static int64_t i64(const sr_tensor *t, int64_t i) { return ((const int64_t *)t->data)[i]; }
 

@@ -32,6 +32,7 @@
 #include "runtime/log.h"
 #include "runtime/model.h"
 #include "runtime/safetensors.h"
+#include "golden_case.h"
 #include "test_util.h"
 
 #define LOGIT_TOL 1e-4
@@ -60,35 +61,6 @@ static sr_model *load(const char *name)
     if (rc) fprintf(stderr, "load %s: %s\n", name, err.msg);
     assert_int_equal(rc, 0);
     return m;
-}
-
-typedef struct case_file {
-    sr_st_file *f;
-    const sr_tensor *ids, *mask, *logits, *logits_inc, *adapters, *adapters_inc, *rope, *hidden;
-    const sr_tensor *gen_ids, *step_logits;
-} case_file;
-
-static void open_case(const char *model, const char *file, case_file *c)
-{
-    char rel[512];
-    snprintf(rel, sizeof rel, "model/%s/cases/%s", model, file);
-    sr_error err = {{0}};
-    memset(c, 0, sizeof *c);
-    int rc = sr_st_open(test_data(rel), &c->f, &err);
-    if (rc) fprintf(stderr, "%s\n", err.msg);
-    assert_int_equal(rc, 0);
-    c->ids = sr_st_find(c->f, "input_ids");
-    c->mask = sr_st_find(c->f, "attention_mask");
-    c->logits = sr_st_find(c->f, "logits");
-    c->logits_inc = sr_st_find(c->f, "logits_incremental");
-    c->adapters = sr_st_find(c->f, "adapter_indices");
-    c->adapters_inc = sr_st_find(c->f, "adapter_indices_incremental");
-    c->rope = sr_st_find(c->f, "rope_position_ids");
-    c->hidden = sr_st_find(c->f, "hidden_states");
-    c->gen_ids = sr_st_find(c->f, "generated_ids");
-    c->step_logits = sr_st_find(c->f, "step_logits");
-    assert_non_null(c->ids);
-    assert_int_equal(c->ids->dtype, SR_I64);
 }
 
 static int64_t i64(const sr_tensor *t, int64_t i) { return ((const int64_t *)t->data)[i]; }
