@@ -1,6 +1,7 @@
 #include "runtime/forward.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <math.h>
 #include <string.h>
 
@@ -10,7 +11,10 @@
 #include "runtime/log.h"
 #include "runtime/vmath.h"
 
+/* Prefill tokens per pass (sr_seq_chunk): bounds every per-chunk buffer. */
 #define DEFAULT_CHUNK 256
+/* Each buffer of a workspace over caller memory starts on this boundary. */
+#define WS_ALIGN 64
 /* below this many floats per row-wise pass, threads cost more than they save */
 #define PAR_MIN 16384
 
@@ -31,6 +35,11 @@ static int64_t lora_scratch(const sr_model *m, int max_t)
         }
     }
     return best;
+}
+
+int sr_seq_chunk(int64_t ctx)
+{
+    return ctx < DEFAULT_CHUNK ? (int)(ctx > 0 ? ctx : 1) : DEFAULT_CHUNK;
 }
 
 /* Float counts of each buffer, in struct order. */
@@ -56,10 +65,18 @@ uint64_t sr_workspace_bytes(const sr_model *m, int max_t, int64_t ctx)
     return total;
 }
 
+/* The buffers of ws in struct order (workspace_sizes' order). */
+static void workspace_fields(sr_workspace *ws, float **b[8])
+{
+    float **f[8] = {&ws->u, &ws->qkv, &ws->attn, &ws->proj, &ws->gu, &ws->act, &ws->lora,
+                    &ws->scores};
+    memcpy(b, f, sizeof f);
+}
+
 void sr_workspace_free(sr_workspace *ws)
 {
-    float **b[8] = {&ws->u, &ws->qkv, &ws->attn, &ws->proj, &ws->gu, &ws->act, &ws->lora,
-                    &ws->scores};
+    float **b[8];
+    workspace_fields(ws, b);
     for (int i = 0; i < 8; i++) sr_free_aligned(*b[i]);
     memset(ws, 0, sizeof *ws);
 }
@@ -69,8 +86,8 @@ int sr_workspace_init(sr_workspace *ws, const sr_model *m, int max_t, int64_t ct
     memset(ws, 0, sizeof *ws);
     int64_t n[8];
     workspace_sizes(m, max_t, ctx, n);
-    float **b[8] = {&ws->u, &ws->qkv, &ws->attn, &ws->proj, &ws->gu, &ws->act, &ws->lora,
-                    &ws->scores};
+    float **b[8];
+    workspace_fields(ws, b);
     for (int i = 0; i < 8; i++) {
         *b[i] = sr_malloc_aligned(sizeof(float) * (size_t)(n[i] ? n[i] : 1));
         if (!*b[i]) {
@@ -79,6 +96,40 @@ int sr_workspace_init(sr_workspace *ws, const sr_model *m, int max_t, int64_t ct
                            (unsigned long long)sr_workspace_bytes(m, max_t, ctx), max_t,
                            (long long)ctx);
         }
+    }
+    ws->max_t = max_t;
+    ws->ctx = ctx;
+    return 0;
+}
+
+static uint64_t ws_up(uint64_t n) { return (n + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN; }
+
+uint64_t sr_workspace_buffer_bytes(const sr_model *m, int max_t, int64_t ctx)
+{
+    int64_t n[8];
+    workspace_sizes(m, max_t, ctx, n);
+    uint64_t total = 0;
+    for (int i = 0; i < 8; i++) total += ws_up((uint64_t)(n[i] ? n[i] : 1) * sizeof(float));
+    return total;
+}
+
+int sr_workspace_init_in(sr_workspace *ws, const sr_model *m, int max_t, int64_t ctx, void *buf,
+                         size_t size, sr_error *err)
+{
+    memset(ws, 0, sizeof *ws);
+    int64_t n[8];
+    workspace_sizes(m, max_t, ctx, n);
+    const uint64_t need = sr_workspace_buffer_bytes(m, max_t, ctx);
+    if (!buf || (uintptr_t)buf % WS_ALIGN || size < need)
+        return sr_fail(err, "workspace: a buffer of %zu bytes at %p is too small or not %d-byte "
+                       "aligned (%llu bytes needed for %d tokens, ctx %lld)", size, buf, WS_ALIGN,
+                       (unsigned long long)need, max_t, (long long)ctx);
+    float **b[8];
+    workspace_fields(ws, b);
+    char *p = buf;
+    for (int i = 0; i < 8; i++) {
+        *b[i] = (float *)p;
+        p += ws_up((uint64_t)(n[i] ? n[i] : 1) * sizeof(float));
     }
     ws->max_t = max_t;
     ws->ctx = ctx;
@@ -121,7 +172,7 @@ int sr_seq_create(const sr_model *m, int64_t ctx, sr_seq **out, sr_error *err)
     if (!s) return sr_fail(err, "sequence: out of memory");
     s->m = m;
     s->ctx = ctx;
-    s->chunk = ctx < DEFAULT_CHUNK ? (int)ctx : DEFAULT_CHUNK;
+    s->chunk = sr_seq_chunk(ctx);
     sr_switch_reset(&s->sw);
     if (sr_kv_cache_init(&s->kv, m->L, (int)m->nkv, (int)m->hd, ctx, err)) goto fail;
     if (sr_workspace_init(&s->ws, m, s->chunk, ctx, err)) goto fail;
