@@ -55,18 +55,6 @@ static uint64_t matrix_derived(const sr_catalog_entry *e)
     return 0;
 }
 
-/* LoRA group of a projection role (the SR_LORA_* target bit), 0 if none. */
-static unsigned lora_target(sr_role r)
-{
-    switch (r) {
-    case SR_ROLE_QKV: return SR_LORA_QKV;
-    case SR_ROLE_O: return SR_LORA_O;
-    case SR_ROLE_MLP_IN: return SR_LORA_IN;
-    case SR_ROLE_MLP_OUT: return SR_LORA_OUT;
-    default: return 0;
-    }
-}
-
 uint64_t sr_unit_derived_bytes(const sr_catalog *cat, const sr_config *cfg, int unit)
 {
     uint64_t total = 0, bias_qkv = 0, bias_o = 0;
@@ -100,7 +88,7 @@ uint64_t sr_unit_derived_bytes(const sr_catalog *cat, const sr_config *cfg, int 
                      e->role == SR_ROLE_QKV)
                 bias_qkv += (uint64_t)n;
         }
-        const unsigned tgt = lora_target(e->role);
+        const unsigned tgt = sr_role_lora_group(e->role);
         if (!lora || !tgt || !(cfg->lora_targets & tgt)) continue;
         const int g = tgt == SR_LORA_QKV ? 0 : tgt == SR_LORA_O ? 1 : tgt == SR_LORA_IN ? 2 : 3;
         if (e->part == SR_PART_LORA_A && e->t->ndim == 4) {

@@ -97,7 +97,7 @@ static int match_lora(const char *rest, int n_slices, sr_part *part, int *slice)
     return 1;
 }
 
-static unsigned lora_group(sr_role r)
+unsigned sr_role_lora_group(sr_role r)
 {
     switch (r) {
     case SR_ROLE_QKV: return SR_LORA_QKV;
@@ -241,8 +241,8 @@ int sr_catalog_build(const sr_checkpoint *ck, const sr_config *cfg, const sr_ada
         if (e->unit >= 0) {
             cat->layer_bytes[e->unit] += t->nbytes;
             if (e->part == SR_PART_WEIGHT) have[e->unit] |= 1u << e->role;
-            if (e->part == SR_PART_LORA_A) lora_have[e->unit] |= lora_group(e->role);
-            if (e->part == SR_PART_LORA_B) lora_have[e->unit] |= lora_group(e->role) << 4;
+            if (e->part == SR_PART_LORA_A) lora_have[e->unit] |= sr_role_lora_group(e->role);
+            if (e->part == SR_PART_LORA_B) lora_have[e->unit] |= sr_role_lora_group(e->role) << 4;
         } else if (e->unit == SR_UNIT_EMBED) {
             cat->embed_bytes += t->nbytes;
         } else if (e->unit == SR_UNIT_HEAD) {

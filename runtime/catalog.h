@@ -83,6 +83,9 @@ int sr_catalog_build(const sr_checkpoint *ck, const sr_config *cfg, const sr_ada
 void sr_catalog_free(sr_catalog *cat);
 
 const char *sr_role_name(sr_role r);
+/* The lora_target_modules group (SR_LORA_* of config.h) a projection role
+ * belongs to; 0 for roles that take no LoRA. */
+unsigned sr_role_lora_group(sr_role r);
 const char *sr_part_name(sr_part p);
 
 #endif
