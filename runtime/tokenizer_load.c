@@ -10,6 +10,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/tokenizer_internal.h"
+#include "runtime/tokenizer_unicode.h"
 
 /* Ids above this are refused (a corrupt file must not make us allocate
  * gigabytes of entries). */
@@ -323,20 +324,57 @@ static const char white_space_class[] =
     "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}"
     "\\x{202F}\\x{205F}\\x{3000}";
 
-/* The pattern with \s and \S spelled out as white_space_class (inside a
- * character class for \s, a class of its own otherwise).  Returns the
- * pattern unchanged (a copy) when it holds constructs this does not follow:
- * \Q..\E quoting, \S inside a class, [ inside a class. */
-static char *spell_out_spaces(const char *pat, size_t len, size_t *out_len)
+/* Letter and number property escapes this rewrite widens: \p{L}, \pL, \p{N},
+ * \pN (and \P.. outside a class).  *len: how many pattern bytes the escape
+ * takes from its backslash; NULL if the text there is none of them. */
+static const char *added_ranges(const char *p, size_t left, size_t *len, int *negated)
+{
+    if (left < 3 || p[0] != '\\' || (p[1] != 'p' && p[1] != 'P')) return NULL;
+    char k = 0;
+    if (left >= 5 && p[2] == '{' && p[4] == '}') k = p[3], *len = 5;
+    else if (p[2] != '{') k = p[2], *len = 3;
+    *negated = p[1] == 'P';
+    return k == 'L' ? sr_unicode_added_L : k == 'N' ? sr_unicode_added_N : NULL;
+}
+
+/* The pattern as the reference's engine (Oniguruma) reads it, for PCRE2:
+ * \s and \S spelled out as white_space_class, and \p{L} / \p{N} widened by
+ * the letters and numbers of the reference's newer Unicode tables
+ * (runtime/tokenizer_unicode.h), each inside a character class (one of its
+ * own outside a class).  Returns the pattern unchanged (a copy) when it holds
+ * constructs this does not follow: \Q..\E quoting, \S or \P{L} / \P{N}
+ * inside a class, [ inside a class. */
+static char *spell_out_classes(const char *pat, size_t len, size_t *out_len)
 {
     size_t wl = sizeof white_space_class - 1, cap = len + 1, k = 0;
+    size_t xl = sizeof sr_unicode_added_L > sizeof sr_unicode_added_N ? sizeof sr_unicode_added_L
+                                                                        : sizeof sr_unicode_added_N;
     for (size_t i = 0; i + 1 < len; i++)
-        if (pat[i] == '\\') cap += wl + 4, i++;
+        if (pat[i] == '\\') cap += (wl > xl ? wl : xl) + 12, i++;
     char *out = sr_malloc(cap);
     if (!out) return NULL;
     int in_class = 0, plain = 0;
     for (size_t i = 0; i < len && !plain; i++) {
         char c = pat[i];
+        size_t el;
+        int neg;
+        const char *extra = c == '\\' ? added_ranges(pat + i, len - i, &el, &neg) : NULL;
+        if (extra) {
+            if (in_class && neg) {
+                plain = 1;
+                break;
+            }
+            if (!in_class) out[k++] = '[';
+            if (!in_class && neg) out[k++] = '^';
+            out[k++] = '\\', out[k++] = 'p';
+            memcpy(out + k, pat + i + 2, el - 2);
+            k += el - 2;
+            memcpy(out + k, extra, strlen(extra));
+            k += strlen(extra);
+            if (!in_class) out[k++] = ']';
+            i += el - 1;
+            continue;
+        }
         if (c == '\\' && i + 1 < len) {
             char e = pat[++i];
             if (e == 'Q' || (e == 'S' && in_class)) plain = 1;
@@ -378,7 +416,7 @@ static int compile_step_regex(sr_tokenizer *tok, tok_step *st, const char *pat, 
     int ec;
     PCRE2_SIZE eo;
     size_t plen;
-    char *spelled = spell_out_spaces(pat, len, &plen);
+    char *spelled = spell_out_classes(pat, len, &plen);
     pcre2_compile_context *cc = spelled ? pcre2_compile_context_create(tok->gctx) : NULL;
     if (!cc) {
         sr_free(spelled);

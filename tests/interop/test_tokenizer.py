@@ -191,3 +191,40 @@ def test_post_processor_special_tokens_match(name, tokenizer_files):
         args = ["tokenize", "--tokenizer", path, "--json", "--add-special", "-"]
         got = json.loads(strata_cli.run(*args, input=text.encode()).stdout)["ids"]
         assert got == want, f"{name}: {text!r}: strata {got}, tokenizers {want}"
+
+
+
+@pytest.mark.parametrize("cls", [r"\p{L}", r"\p{N}", r"\s", r"[^\s\p{L}\p{N}]"])
+def test_every_code_point_classes_as_upstream(cls, tmp_path):
+    """strata's PCRE2 (Debian 12: Unicode 14 tables) and the reference's
+    Oniguruma (Unicode 16) must agree on \\p{L}, \\p{N} and \\s for every
+    code point; strata widens the classes by runtime/tokenizer_unicode.h.
+    A tokenizer whose pre-tokenizer removes the class (Split, Removed) and
+    whose BPE has only the 256 byte symbols turns the text of every code
+    point into the bytes of those outside the class: the ids are equal iff
+    both engines class every code point alike.  A failure names the first
+    code point they disagree on."""
+    from tokenizers import Regex, models, pre_tokenizers
+    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(cls), behavior="removed"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    path = str(tmp_path / "class.json")
+    tok.save(path)
+    cps = [cp for cp in range(0x110000) if not 0xD800 <= cp < 0xE000]
+
+    def same(a, b):
+        t = "".join(chr(cp) for cp in cps[a:b])
+        return strata_cli.tokenize(path, t.encode(), special=False) == expected_ids(tok, t)
+
+    if same(0, len(cps)):
+        return
+    a, b = 0, len(cps)
+    while b - a > 1:
+        m = (a + b) // 2
+        if not same(a, m):
+            b = m
+        else:
+            a = m
+    pytest.fail(f"{cls}: U+{cps[a]:04X} is classed differently by strata and tokenizers")

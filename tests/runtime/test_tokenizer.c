@@ -603,6 +603,45 @@ static void test_regex_white_space(void **state)
     free(json);
 }
 
+/* \p{L} and \p{N} as the reference's Unicode 16 tables have them, although
+ * Debian 12's PCRE2 knows Unicode 14 (runtime/tokenizer_unicode.h): U+13575
+ * (an Egyptian hieroglyph of Unicode 16) is a letter, U+10D40 (a Garay digit,
+ * Unicode 16) a number.  Splits that remove a class leave only the bytes of
+ * what is outside it.  (tests/interop checks every code point against HF.) */
+static void test_regex_unicode_classes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pre, *text;
+        int want[8];
+    } cases[] = {
+        {SPLIT_PRE("{\"Regex\": \"\\\\p{L}\"}", "Removed", "false"), "a\xF0\x93\x95\xB5!",
+         {'!', -1}},
+        {SPLIT_PRE("{\"Regex\": \"\\\\pL+\"}", "Removed", "false"), "\xF0\x93\x95\xB5!",
+         {'!', -1}},
+        {SPLIT_PRE("{\"Regex\": \"\\\\P{L}\"}", "Removed", "false"), "a\xF0\x93\x95\xB5!",
+         {'a', 0xF0, 0x93, 0x95, 0xB5, -1}},
+        {SPLIT_PRE("{\"Regex\": \"\\\\p{N}\"}", "Removed", "false"), "1\xF0\x90\xB5\x80!",
+         {'!', -1}},
+        {SPLIT_PRE("{\"Regex\": \"[^\\\\s\\\\p{L}\\\\p{N}]\"}", "Removed", "false"),
+         "!\xF0\x93\x95\xB5\xF0\x90\xB5\x80?", {0xF0, 0x93, 0x95, 0xB5, 0xF0, 0x90, 0xB5, 0x80}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *json = mini_json(NULL, NULL, NULL, NULL, cases[i].pre, NULL, NULL, NULL);
+        sr_tokenizer *tok = mini_load(json);
+        int32_t *ids;
+        size_t n, nw = 0;
+        sr_error err;
+        while (nw < 8 && cases[i].want[nw] != -1) nw++;
+        assert_int_equal(sr_tokenize(tok, cases[i].text, strlen(cases[i].text), 0, &ids, &n, &err), 0);
+        if (n != nw || memcmp(ids, cases[i].want, n * sizeof *ids))
+            fail_msg("case %zu (%s): %zu ids, want %zu", i, cases[i].pre, n, nw);
+        sr_free(ids);
+        sr_tokenizer_free(tok);
+        free(json);
+    }
+}
+
 static const char plain_pre[] =
     "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}";
 
@@ -954,6 +993,7 @@ int main(void)
         cmocka_unit_test(test_split_behaviors),
         cmocka_unit_test(test_byte_level_options),
         cmocka_unit_test(test_regex_white_space),
+        cmocka_unit_test(test_regex_unicode_classes),
         cmocka_unit_test(test_added_token_flags),
         cmocka_unit_test(test_model_options),
         cmocka_unit_test(test_malformed),
