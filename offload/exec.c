@@ -108,7 +108,7 @@ static size_t qm_data_bytes(const sr_qmatrix *w)
 
 static void rl_qmatrix(reloc *r, const sr_qmatrix *src, sr_qmatrix *dst)
 {
-    *dst = *src;
+    *dst = sr_qmatrix_borrow(src);
     dst->data = rl(r, src->data, qm_data_bytes(src));
     if (src->scales && src->blocksize > 0) {
         uint64_t n = (uint64_t)src->rows * (uint64_t)src->cols;
@@ -116,7 +116,6 @@ static void rl_qmatrix(reloc *r, const sr_qmatrix *src, sr_qmatrix *dst)
                                                                   (uint64_t)src->blocksize));
     }
     if (src->scb) dst->scb = rl(r, src->scb, sizeof(float) * (size_t)src->rows);
-    dst->owned[0] = dst->owned[1] = NULL;
 }
 
 static void rl_lora(reloc *r, const sr_lora *src, sr_lora *dst)

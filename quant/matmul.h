@@ -46,7 +46,9 @@ int sr_matmul_bf16_available(void);
  * quantized to int8 per block of 32 and the 4-bit codes approximated in
  * int8 (matmul_kernels.h documents both); other formats, shapes and CPUs
  * stay exact.  The mode is STRATA_KERNELS=exact|int8, read once at the first
- * call, unless sr_matmul_set_mode set it. */
+ * call, unless sr_matmul_set_mode set it.  A 4-bit matrix with tiles
+ * (quant/qtile.h: what sr_model_load makes for a model that runs on the CPU
+ * in this mode) is read from them instead of its bnb bytes. */
 typedef enum sr_matmul_mode { SR_MATMUL_EXACT, SR_MATMUL_INT8 } sr_matmul_mode;
 void sr_matmul_set_mode(sr_matmul_mode mode);
 sr_matmul_mode sr_matmul_get_mode(void);

@@ -29,6 +29,7 @@
 
 #include "quant/matmul_kernels.h"
 #include "quant/prefetch.h"
+#include "quant/qtile.h"
 #include "runtime/alloc.h"
 #include "runtime/log.h"
 
@@ -245,6 +246,16 @@ static TARGET void pack_x_i8(const float *x, int64_t n, int64_t ldx, int64_t col
 
 /* ---- decode kernels ------------------------------------------------------ */
 
+/* The 4-bit codes + 128 (vpdpbusd's unsigned side) for vpshufb, in every
+ * 128-bit lane. */
+INLINE __m512i q4_code_table(sr_wformat f)
+{
+    uint8_t t[16];
+    const int8_t *codes = sr_int8_q4_table(f);
+    for (int i = 0; i < 16; i++) t[i] = (uint8_t)(codes[i] + 128);
+    return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)t));
+}
+
 /* Rows computed together: every activation load serves R rows.  R * n f32
  * accumulators plus 2R weight vectors must fit the 32 registers. */
 #define ROWS(n) ((n) <= 2 ? 4 : 2)
@@ -270,10 +281,7 @@ static TARGET q4_mat q4_mat_of(const sr_qmatrix *w)
     m.cols = w->cols;
     m.nblocks = (w->rows * w->cols + w->blocksize - 1) / w->blocksize;
     m.shift = __builtin_ctz((unsigned)w->blocksize);
-    uint8_t t[16];
-    const int8_t *codes = sr_int8_q4_table(w->fmt);
-    for (int i = 0; i < 16; i++) t[i] = (uint8_t)(codes[i] + 128);
-    m.tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)t));
+    m.tab = q4_code_table(w->fmt);
     m.nblk = w->blocksize >= Q4_GROUP ? 1 : Q4_GROUP >> m.shift;
     m.lane_blk = _mm512_srlv_epi32(
         _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120),
@@ -549,6 +557,24 @@ static TARGET void pf_strip(const uint8_t *packed, const float *ps, const xquant
 static TARGET void pf_pack_strip(const sr_qmatrix *w, int64_t rs, int64_t k0, int64_t kk,
                                  uint8_t *tmp, uint8_t *packed, float *ps)
 {
+    if (w->tiles) { /* rs is a multiple of 16: tile rs / 16, already in this layout */
+        const int64_t t = rs / SR_QTILE_ROWS, nbr = w->cols / w->blocksize;
+        const int shift = __builtin_ctz((unsigned)w->blocksize);
+        const uint8_t *src = w->tiles + (t * (w->cols / 8) + k0 / 8) * 64;
+        const __m512i tab = q4_code_table(w->fmt);
+        const __m512i nib = _mm512_set1_epi8(0x0F);
+        for (int64_t c = 0; c < kk / 8; c++) { /* kk <= cols - k0: cols % 32 == 0 */
+            const __m512i v = _mm512_load_si512(src + 64 * c);
+            _mm512_store_si512(packed + 128 * c, _mm512_shuffle_epi8(tab, _mm512_and_si512(v, nib)));
+            _mm512_store_si512(packed + 128 * c + 64,
+                               _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib)));
+        }
+        const float *ts = w->tile_scales + t * nbr * SR_QTILE_ROWS;
+        for (int64_t kb = 0; kb < kk / SR_INT8_XBLOCK; kb++)
+            memcpy(ps + kb * 16, ts + ((k0 + kb * SR_INT8_XBLOCK) >> shift) * SR_QTILE_ROWS,
+                   16 * sizeof(float));
+        return;
+    }
     const int64_t rows = w->rows, cols = w->cols, nkb = kk / SR_INT8_XBLOCK;
     const int64_t valid = cols - k0 < kk ? cols - k0 : kk;
     const int q4 = sr_wformat_is_4bit(w->fmt);
@@ -625,13 +651,30 @@ static TARGET void quantize_row(const float *x, int64_t cols, float div, int8_t 
     }
 }
 
-static void quantize_rows(const float *x, int64_t n, int64_t ldx, int64_t cols, float div,
-                          int8_t *q, float *d, int32_t *corr, int64_t kp)
+/* n activation rows quantized for weights of format f into xq (buffers of
+ * its own; xquant_free).  Returns -1 if the buffers cannot be had. */
+static int xquant_make(const float *x, int64_t n, int64_t ldx, int64_t cols, sr_wformat f,
+                       xquant *xq)
 {
+    const int64_t kp = (cols + SR_INT8_XBLOCK - 1) / SR_INT8_XBLOCK * SR_INT8_XBLOCK;
     const int64_t nkb = kp / SR_INT8_XBLOCK;
+    int8_t *q = sr_malloc_aligned((size_t)(n * kp));
+    float *d = sr_malloc_aligned((size_t)(n * nkb) * sizeof(float));
+    int32_t *corr = sr_malloc_aligned((size_t)(n * nkb) * sizeof(int32_t));
+    *xq = (xquant){q, d, corr, kp, nkb};
+    if (!q || !d || !corr) return -1;
+    const float div = code_divisor(f);
 #pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN_ELEMS)
     for (int64_t m = 0; m < n; m++)
         quantize_row(x + m * ldx, cols, div, q + m * kp, d + m * nkb, corr + m * nkb, kp);
+    return 0;
+}
+
+static void xquant_free(xquant *xq)
+{
+    sr_free_aligned((void *)xq->q);
+    sr_free_aligned((void *)xq->d);
+    sr_free_aligned((void *)xq->corr);
 }
 
 /* Returns -1 if the buffers cannot be had. */
@@ -640,7 +683,6 @@ static TARGET int prefill_int8(const sr_qmatrix *w, const float *x, int64_t n, i
 {
     const int64_t rows = w->rows, cols = w->cols;
     const int64_t kp = (cols + SR_INT8_XBLOCK - 1) / SR_INT8_XBLOCK * SR_INT8_XBLOCK;
-    const int64_t nkb = kp / SR_INT8_XBLOCK;
     int nt = omp_get_max_threads();
     if (rows * cols < PARALLEL_MIN_ELEMS) nt = 1;
     /* Tile rows: PF_TILE, or fewer (a multiple of 16) so every thread gets one. */
@@ -648,19 +690,13 @@ static TARGET int prefill_int8(const sr_qmatrix *w, const float *x, int64_t n, i
     if (tr > PF_TILE) tr = PF_TILE;
     const int64_t ntiles = (rows + tr - 1) / tr;
     const size_t thread_bytes = 2 * 16 * PF_KC + PF_KC / SR_INT8_XBLOCK * 16 * sizeof(float);
-    int8_t *q = sr_malloc_aligned((size_t)(n * kp));
-    float *d = sr_malloc_aligned((size_t)(n * nkb) * sizeof(float));
-    int32_t *corr = sr_malloc_aligned((size_t)(n * nkb) * sizeof(int32_t));
     uint8_t *scratch = sr_malloc_aligned((size_t)nt * thread_bytes);
-    if (!q || !d || !corr || !scratch) {
-        sr_free_aligned(q);
-        sr_free_aligned(d);
-        sr_free_aligned(corr);
+    xquant xq;
+    if (xquant_make(x, n, ldx, cols, w->fmt, &xq) || !scratch) {
+        xquant_free(&xq);
         sr_free_aligned(scratch);
         return -1;
     }
-    quantize_rows(x, n, ldx, cols, code_divisor(w->fmt), q, d, corr, kp);
-    const xquant xq = {q, d, corr, kp, nkb};
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t t = 0; t < ntiles; t++) {
         uint8_t *mine = scratch + (size_t)omp_get_thread_num() * thread_bytes;
@@ -676,10 +712,78 @@ static TARGET int prefill_int8(const sr_qmatrix *w, const float *x, int64_t n, i
             }
         }
     }
-    sr_free_aligned(q);
-    sr_free_aligned(d);
-    sr_free_aligned(corr);
+    xquant_free(&xq);
     sr_free_aligned(scratch);
+    return 0;
+}
+
+/* ---- decode over 16-row tiles (quant/qtile.h) -----------------------------
+ *
+ * One int32 lane per row: for each 32-column activation block, 4 chunks of
+ * 64 bytes give 2 vpdpbusd each per column (low nibbles against the
+ * broadcast activation quad of columns 8c..8c+3, high nibbles against
+ * 8c+4..8c+7), two chains per column (the latency of vpdpbusd), then one
+ * convert and one FMA with the 16 rows' scales times the block's factor. */
+INLINE void tile_block(const sr_qmatrix *w, const __m512i tab, const xquant *xq, int64_t t,
+                       float *y, int64_t ldy, __mmask16 mask, const int N)
+{
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    const int64_t nkb = xq->nkb, nbr = w->cols / w->blocksize;
+    const int sh = __builtin_ctz((unsigned)w->blocksize) - 5; /* activation blocks per scale */
+    const uint8_t *p = w->tiles + t * (w->cols / 8) * 64;
+    const float *sc = w->tile_scales + t * nbr * SR_QTILE_ROWS;
+    __m512 acc[8];
+    UNROLL for (int c = 0; c < N; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t kb = 0; kb < nkb; kb++, p += 256) {
+        sr_prefetch_stream((const char *)p, kb * 256, nkb * 256, 1);
+        __m512i a[8], b[8];
+        UNROLL for (int c = 0; c < N; c++) {
+            a[c] = _mm512_set1_epi32(xq->corr[c * nkb + kb]);
+            b[c] = _mm512_setzero_si512();
+        }
+        UNROLL for (int k = 0; k < 4; k++) {
+            const __m512i v = _mm512_load_si512(p + 64 * k);
+            const __m512i lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(v, nib));
+            const __m512i hi = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+            UNROLL for (int c = 0; c < N; c++) {
+                const int8_t *xc = xq->q + c * xq->kp + kb * SR_INT8_XBLOCK + 8 * k;
+                int32_t x0, x1;
+                memcpy(&x0, xc, 4);
+                memcpy(&x1, xc + 4, 4);
+                a[c] = _mm512_dpbusd_epi32(a[c], lo, _mm512_set1_epi32(x0));
+                b[c] = _mm512_dpbusd_epi32(b[c], hi, _mm512_set1_epi32(x1));
+            }
+        }
+        const __m512 s = _mm512_load_ps(sc + (kb >> sh) * SR_QTILE_ROWS);
+        UNROLL for (int c = 0; c < N; c++)
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a[c], b[c])),
+                                     _mm512_mul_ps(s, _mm512_set1_ps(xq->d[c * nkb + kb])), acc[c]);
+    }
+    UNROLL for (int c = 0; c < N; c++)
+        _mm512_mask_storeu_ps(y + c * ldy + t * SR_QTILE_ROWS, mask, acc[c]);
+}
+
+#define TILE_CALL(N) tile_block(w, tab, &xq, t, y, ldy, mask, N)
+
+/* n <= 8 columns over w's tiles.  Returns -1 if the buffers cannot be had. */
+static TARGET int decode_tiles(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx,
+                               float *y, int64_t ldy)
+{
+    const int64_t rows = w->rows, cols = w->cols;
+    xquant xq;
+    if (xquant_make(x, n, ldx, cols, w->fmt, &xq)) {
+        xquant_free(&xq);
+        return -1;
+    }
+    const __m512i tab = q4_code_table(w->fmt);
+    const int64_t ntiles = (rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
+    /* guided, as decode_int8 */
+#pragma omp parallel for schedule(guided, 4) if (rows * cols >= PARALLEL_MIN_ELEMS)
+    for (int64_t t = 0; t < ntiles; t++) {
+        const __mmask16 mask = mask16((int)(rows - t * SR_QTILE_ROWS));
+        FOR_N(TILE_CALL)
+    }
+    xquant_free(&xq);
     return 0;
 }
 
@@ -699,7 +803,8 @@ int sr_matmul_int8(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, 
 {
     if (!sr_matmul_int8_available() || !sr_matmul_int8_fits(w) || w->cols <= 0) return -1;
     if (n <= 0 || w->rows <= 0) return 0;
-    if (n <= 8) return decode_int8(w, x, n, ldx, y, ldy);
+    if (n <= 8) return w->tiles ? decode_tiles(w, x, n, ldx, y, ldy)
+                                : decode_int8(w, x, n, ldx, y, ldy);
     return prefill_int8(w, x, n, ldx, y, ldy);
 }
 

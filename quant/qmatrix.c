@@ -42,7 +42,18 @@ void sr_qmatrix_free(sr_qmatrix *w)
 {
     if (!w) return;
     for (size_t i = 0; i < sizeof w->owned / sizeof w->owned[0]; i++) sr_free(w->owned[i]);
+    sr_free_aligned(w->tile_buf);
     memset(w, 0, sizeof *w);
+}
+
+sr_qmatrix sr_qmatrix_borrow(const sr_qmatrix *w)
+{
+    sr_qmatrix b = *w;
+    memset(b.owned, 0, sizeof b.owned);
+    b.tiles = NULL;
+    b.tile_scales = NULL;
+    b.tile_buf = NULL;
+    return b;
 }
 
 void sr_dequant_flat_scalar(const sr_qmatrix *w, int64_t e0, int64_t e1, float *out)

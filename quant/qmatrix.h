@@ -34,6 +34,12 @@ typedef struct sr_qmatrix {
     const float *scb;
     /* Owned buffers (freed by sr_qmatrix_free), e.g. reconstructed scales. */
     void *owned[2];
+    /* 4-bit only, optional: the same codes and scales re-laid in 16-row
+     * tiles for the opt-in int8 kernels (quant/qtile.h), derived at load for
+     * a model that runs on the CPU; NULL otherwise.  Owned (tile_buf). */
+    const uint8_t *tiles;
+    const float *tile_scales;
+    void *tile_buf;
 } sr_qmatrix;
 
 const char *sr_wformat_name(sr_wformat f);
@@ -41,6 +47,10 @@ const char *sr_wformat_name(sr_wformat f);
  * planner and the bandwidth benchmarks count. */
 uint64_t sr_qmatrix_bytes(const sr_qmatrix *w);
 void sr_qmatrix_free(sr_qmatrix *w);
+/* A descriptor of the same stored bytes that owns nothing and carries no
+ * CPU-side derived layout (tiles): what a copy of the matrix onto another
+ * tier or device starts from before it points data and scales there. */
+sr_qmatrix sr_qmatrix_borrow(const sr_qmatrix *w);
 
 /* Exact dequantization of rows [r0, r0+nr) into out[nr * cols] (f32). */
 void sr_qmatrix_dequant_rows(const sr_qmatrix *w, int64_t r0, int64_t nr, float *out);

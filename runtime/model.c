@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "quant/bnb4.h"
+#include "quant/matmul.h"
 #include "quant/qload.h"
+#include "quant/qtile.h"
 #include "runtime/alloc.h"
 #include "runtime/kv_cache.h"
 #include "runtime/log.h"
@@ -406,6 +408,32 @@ uint64_t sr_kv_bytes(const sr_model *m, int64_t ctx)
            (uint64_t)ctx * 3 * sizeof(int32_t);
 }
 
+static int tile_proj(sr_proj *p)
+{
+    for (int i = 0; i < p->n_parts; i++)
+        if (sr_qtile_make(&p->w[i])) return -1;
+    return 0;
+}
+
+/* The int8 kernels' tiles of every 4-bit projection and of the head.  They
+ * only speed the kernels up: without memory for them the untiled int8
+ * kernels run (a warning says where). */
+static void make_int8_tiles(sr_model *m, const char *path)
+{
+    for (int l = 0; l < m->L; l++) {
+        sr_layer_weights *lw = &m->layers[l];
+        if (tile_proj(&lw->qkv) || tile_proj(&lw->o) || tile_proj(&lw->mlp_in) ||
+            tile_proj(&lw->mlp_out)) {
+            sr_warn("model %s: no memory for the int8 tiles of layer %d: the untiled int8 "
+                    "kernels run from there on", path, l);
+            return;
+        }
+    }
+    if (sr_qtile_make(&m->head))
+        sr_warn("model %s: no memory for the int8 tiles of the head: the untiled int8 kernels "
+                "run there", path);
+}
+
 int sr_model_load(const char *path, const sr_model_opts *opts, sr_model **out, sr_error *err)
 {
     *out = NULL;
@@ -460,6 +488,9 @@ int sr_model_load(const char *path, const sr_model_opts *opts, sr_model **out, s
     }
     for (int l = 0; l < m->L; l++)
         if (load_layer(m, l, check, &m->layers[l], err)) goto fail;
+    if (opts && opts->runs_on_cpu && sr_matmul_get_mode() == SR_MATMUL_INT8 &&
+        sr_matmul_int8_available())
+        make_int8_tiles(m, path);
     *out = m;
     return 0;
 fail:

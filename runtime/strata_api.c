@@ -315,7 +315,7 @@ strata_status strata_model_open(const char *dir, const strata_model_params *para
     if (!sm) return fail(err, STRATA_ERR_MEMORY, "model %s: out of memory", dir);
     sm->n_threads = p.n_threads > 0 ? p.n_threads : omp_get_max_threads();
     if (p.progress) read_ahead(dir, &p);
-    sr_model_opts mo = {.check_finite = p.check_finite != 0};
+    sr_model_opts mo = {.check_finite = p.check_finite != 0, .runs_on_cpu = on_cpu};
     sr_error e;
     strata_status st;
     if (sr_model_load(dir, &mo, &sm->m, &e)) {

@@ -14,7 +14,9 @@
  * input: the rate `strata convert` can reach when its I/O keeps up.
  * int8 (opt-in, STRATA_KERNELS=int8; only on CPUs with AVX-512 VNNI): the
  * same decode and prefill measurements through sr_matmul_int8 for nf4, fp4
- * and int8 weights, reported apart ("int8" in the JSON).
+ * and int8 weights, reported apart ("int8" in the JSON), and again for nf4
+ * and fp4 over their 16-row tiles (quant/qtile.h; rows "nf4 tiles", ...), the
+ * layout a model that runs on the CPU gets under STRATA_KERNELS=int8.
  * Every timing is the best of several rounds after a warm-up, and every
  * kernel call is paired with a call of its reference right before it (a
  * bandwidth probe read of the same size, an sgemm on the same shape): other
@@ -32,6 +34,7 @@
 
 #include "quant/matmul.h"
 #include "quant/qmatrix.h"
+#include "quant/qtile.h"
 #include "quant/qwrite.h"
 #include "runtime/alloc.h"
 #include "runtime/dtype.h"
@@ -281,9 +284,27 @@ static int oom(const char *what)
     return 1;
 }
 
-/* Decode rows for one shape: appends to `out`. */
+/* The 4-bit formats' 16-row tiles (quant/qtile.h) on every copy, as a model
+ * that runs on the CPU has them under STRATA_KERNELS=int8. */
+static int make_tiles(bench_matrix *copies, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (sr_qtile_make(&copies[i].w)) return -1;
+    return 0;
+}
+
+static void free_copies(bench_matrix *copies, int n)
+{
+    for (int i = 0; i < n; i++) {
+        sr_free_aligned(copies[i].w.tile_buf);
+        sr_free_aligned(copies[i].mem);
+    }
+}
+
+/* Decode rows for one shape: appends to `out`.  tiles: the int8 kernels
+ * over tiled 4-bit matrices (rows labelled "nf4 tiles", ...). */
 static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx *probe,
-                        sr_isa isa, int int8, json_t *out)
+                        sr_isa isa, int int8, int tiles, json_t *out)
 {
     float *x = random_floats(cols), *y = random_floats(rows);
     if (!x || !y) {
@@ -294,6 +315,7 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
     int rc = 0;
     for (size_t f = 0; f < NFORMATS && !rc; f++) {
         if (int8 && !int8_format(&formats[f])) continue;
+        if (tiles && formats[f].fmt == SR_W_INT8) continue;
         bench_matrix first;
         if (make_matrix(&first, formats[f].fmt, rows, cols)) {
             rc = oom(formats[f].label);
@@ -314,6 +336,12 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
         for (; made < ncopies; made++)
             if (clone_matrix(&copies[made], &first)) break;
         ncopies = made; /* fewer copies if memory is short: still correct, maybe cached */
+        if (tiles && make_tiles(copies, ncopies)) {
+            free_copies(copies, ncopies);
+            sr_free(copies);
+            rc = oom("tiles");
+            break;
+        }
         decode_ctx ctx = {copies, ncopies, x, y, isa, int8, &probe->probe, 1e30, 0};
         run_decode_round(&ctx); /* warm-up */
         ctx.best_call = 1e30;
@@ -324,14 +352,16 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
         double t = ctx.best_call, bw = ctx.best_probe_gbps;
         if (bw > probe->best_gbps) probe->best_gbps = bw;
         double gbps = (double)bytes / t * 1e-9;
+        char label[32];
+        snprintf(label, sizeof label, "%s%s", formats[f].label, tiles ? " tiles" : "");
         json_array_append_new(
             out, json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:i, s:f, s:f, s:f, s:f}", "format",
-                           formats[f].label, "mode", int8 ? "int8" : "exact", "rows",
+                           label, "mode", int8 ? "int8" : "exact", "rows",
                            (json_int_t)rows, "cols", (json_int_t)cols,
                            "n", 1, "bytes", (json_int_t)bytes, "copies", ncopies, "us_per_call",
                            t * 1e6, "weight_gbps", gbps, "bandwidth_gbps", bw,
                            "ratio_to_bandwidth", gbps / bw));
-        for (int i = 0; i < ncopies; i++) sr_free_aligned(copies[i].mem);
+        free_copies(copies, ncopies);
         sr_free(copies);
     }
     sr_free_aligned(x);
@@ -340,7 +370,7 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
 }
 
 static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n, sr_isa isa,
-                         int int8, json_t *out)
+                         int int8, int tiles, json_t *out)
 {
     int runs = o->quick ? 1 : 3;
     double min_s = 0, flops = 2.0 * (double)n * (double)rows * (double)cols;
@@ -368,9 +398,15 @@ static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n
         int bf16 = f == NFORMATS;
         const bench_format *bf = bf16 ? &formats[0] : &formats[f];
         if (int8 && !int8_format(bf)) continue;
+        if (tiles && bf->fmt == SR_W_INT8) continue;
         bench_matrix m;
         if (make_matrix(&m, bf->fmt, rows, cols)) {
             rc = oom(bf->label);
+            break;
+        }
+        if (tiles && make_tiles(&m, 1)) {
+            free_copies(&m, 1);
+            rc = oom("tiles");
             break;
         }
         if (bf16) setenv("STRATA_PREFILL", "bf16", 1);
@@ -380,13 +416,15 @@ static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n
         best_pair(run_sgemm, &sg, run_prefill, &ctx, runs, min_s, &t_sgemm, &t);
         unsetenv("STRATA_PREFILL");
         double gflops = flops / t * 1e-9, sgemm_gflops = flops / t_sgemm * 1e-9;
+        char label[32];
+        snprintf(label, sizeof label, "%s%s", bf->label, tiles ? " tiles" : "");
         json_array_append_new(
-            out, json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "format", bf->label,
+            out, json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "format", label,
                            "mode", int8 ? "int8" : bf16 ? "bf16" : "f32", "rows", (json_int_t)rows, "cols",
                            (json_int_t)cols, "n", (json_int_t)n, "ms_per_call", t * 1e3,
                            "gflops", gflops, "sgemm_gflops", sgemm_gflops, "ratio_to_sgemm",
                            gflops / sgemm_gflops));
-        sr_free_aligned(m.mem);
+        free_copies(&m, 1);
     }
     sr_free_aligned(ref.mem);
     sr_free_aligned(ysg);
@@ -447,14 +485,14 @@ static void print_decode_rows(const json_t *rows)
 {
     size_t i;
     json_t *r;
-    printf("%-8s %11s %9s %7s %10s %8s %8s %8s\n", "format", "rows x cols", "MiB", "copies",
+    printf("%-9s %11s %9s %7s %10s %8s %8s %8s\n", "format", "rows x cols", "MiB", "copies",
            "us/call", "GB/s", "bw", "% of bw");
     json_array_foreach(rows, i, r) {
         char shape[32];
         snprintf(shape, sizeof shape, "%lldx%lld",
                  (long long)json_integer_value(json_object_get(r, "rows")),
                  (long long)json_integer_value(json_object_get(r, "cols")));
-        printf("%-8s %11s %9.2f %7lld %10.1f %8.2f %8.2f %7.1f%%\n",
+        printf("%-9s %11s %9.2f %7lld %10.1f %8.2f %8.2f %7.1f%%\n",
                json_string_value(json_object_get(r, "format")), shape,
                (double)json_integer_value(json_object_get(r, "bytes")) / (1 << 20),
                (long long)json_integer_value(json_object_get(r, "copies")),
@@ -469,14 +507,14 @@ static void print_prefill_rows(const json_t *rows)
 {
     size_t i;
     json_t *r;
-    printf("%-8s %-5s %11s %5s %10s %9s %9s %8s\n", "format", "mode", "rows x cols", "n",
+    printf("%-9s %-5s %11s %5s %10s %9s %9s %8s\n", "format", "mode", "rows x cols", "n",
            "ms/call", "GFLOP/s", "sgemm", "% sgemm");
     json_array_foreach(rows, i, r) {
         char shape[32];
         snprintf(shape, sizeof shape, "%lldx%lld",
                  (long long)json_integer_value(json_object_get(r, "rows")),
                  (long long)json_integer_value(json_object_get(r, "cols")));
-        printf("%-8s %-5s %11s %5lld %10.2f %9.1f %9.1f %7.1f%%\n",
+        printf("%-9s %-5s %11s %5lld %10.2f %9.1f %9.1f %7.1f%%\n",
                json_string_value(json_object_get(r, "format")),
                json_string_value(json_object_get(r, "mode")), shape,
                (long long)json_integer_value(json_object_get(r, "n")),
@@ -577,16 +615,18 @@ int bench_quant(int argc, char **argv)
     json_t *decode8 = json_array(), *prefill8 = json_array();
     if (!o.json) fprintf(stderr, "strata bench quant: decode...\n");
     for (int s = 0; s < 2 && !rc; s++)
-        rc = bench_decode(&o, sh[s][0], sh[s][1], &probe, isa, 0, decode);
+        rc = bench_decode(&o, sh[s][0], sh[s][1], &probe, isa, 0, 0, decode);
     for (int s = 0; s < 2 && !rc && int8; s++)
-        rc = bench_decode(&o, sh[s][0], sh[s][1], &probe, isa, 1, decode8);
+        for (int tiles = 0; tiles < 2 && !rc; tiles++)
+            rc = bench_decode(&o, sh[s][0], sh[s][1], &probe, isa, 1, tiles, decode8);
     uint64_t probe_bytes = probe.probe.buffer_bytes, llc = probe.probe.llc_bytes;
     bw_probe_close(&probe.probe); /* its memory is better used by prefill */
     if (!o.json && !rc) fprintf(stderr, "strata bench quant: prefill...\n");
     for (int s = 0; s < 2 && !rc; s++)
-        rc = bench_prefill(&o, sh[s][0], sh[s][1], prefill_n, isa, 0, prefill);
+        rc = bench_prefill(&o, sh[s][0], sh[s][1], prefill_n, isa, 0, 0, prefill);
     for (int s = 0; s < 2 && !rc && int8; s++)
-        rc = bench_prefill(&o, sh[s][0], sh[s][1], prefill_n, isa, 1, prefill8);
+        for (int tiles = 0; tiles < 2 && !rc; tiles++)
+            rc = bench_prefill(&o, sh[s][0], sh[s][1], prefill_n, isa, 1, tiles, prefill8);
     json_t *quantize = json_array();
     if (!o.json && !rc) fprintf(stderr, "strata bench quant: quantize...\n");
     for (int s = 0; s < 2 && !rc; s++) rc = bench_quantize(&o, sh[s][0], sh[s][1], quantize);

@@ -497,7 +497,8 @@ int bench_run(int argc, char **argv)
     rc = 1;
 
     double t0 = now_s();
-    if (sr_model_load(o.model, NULL, &m, &err)) {
+    const sr_model_opts mo = {.runs_on_cpu = !placed};
+    if (sr_model_load(o.model, &mo, &m, &err)) {
         fprintf(stderr, "strata bench run: %s\n", err.msg);
         goto done;
     }

@@ -53,7 +53,7 @@ int cmd_logits(int argc, char **argv)
 {
     const char *model = NULL, *tokens_s = NULL, *out = NULL, *indices = NULL;
     long long prefill = -1, ctx = 0;
-    sr_model_opts mo = {0};
+    sr_model_opts mo = {.runs_on_cpu = true};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }

@@ -67,11 +67,10 @@ extern "C" int sr_cuda_qmatrix_upload(const sr_qmatrix *host, sr_qmatrix *dev, s
 {
     memset(dev, 0, sizeof *dev);
     if (sr_cuda_qmatrix_check(host, "upload", err)) return -1;
-    sr_qmatrix d = *host;
+    sr_qmatrix d = sr_qmatrix_borrow(host);
     d.data = NULL;
     d.scales = NULL;
     d.scb = NULL;
-    d.owned[0] = d.owned[1] = NULL;
     const uint64_t n = (uint64_t)host->rows * (uint64_t)host->cols;
     d.data = sr_cuda_dup(host->data, data_bytes(host), err);
     if (!d.data) goto fail;

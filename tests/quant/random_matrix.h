@@ -96,7 +96,7 @@ static void free_matrix(test_matrix *m)
     free(m->scales);
 }
 
-static float *random_floats(int64_t count)
+__attribute__((unused)) static float *random_floats(int64_t count)
 {
     float *v = malloc((size_t)count * sizeof(float) + 4);
     for (int64_t i = 0; i < count; i++) v[i] = rng_unit();

@@ -544,6 +544,21 @@ static void test_bench_quant_json(void **state)
         assert_true(json_real_value(json_object_get(row, "gflops")) > 0);
         assert_true(json_real_value(json_object_get(row, "sgemm_gflops")) > 0);
     }
+    json_t *i8 = json_object_get(j, "int8");
+    if (sr_matmul_int8_available()) {
+        /* nf4, fp4, int8, then nf4 and fp4 over tiles, x 2 shapes */
+        json_t *d8 = json_object_get(i8, "decode"), *p8 = json_object_get(i8, "prefill");
+        assert_true(json_array_size(d8) == 10);
+        assert_true(json_array_size(p8) == 10);
+        int tiled = 0;
+        json_array_foreach(d8, i, row) {
+            assert_true(json_real_value(json_object_get(row, "weight_gbps")) > 0);
+            tiled += !strcmp(json_string_value(json_object_get(row, "format")), "nf4 tiles");
+        }
+        assert_int_equal(tiled, 2);
+    } else {
+        assert_true(json_is_null(i8));
+    }
     json_t *qz = json_object_get(j, "quantize");
     assert_true(json_array_size(qz) == 8); /* nf4, nf4+dq, fp4, int8 x 2 shapes */
     json_array_foreach(qz, i, row) assert_true(json_real_value(json_object_get(row, "input_gbps")) > 0);

@@ -5,7 +5,8 @@
  *     row counts, cols not a multiple of the 128-element group, blocks
  *     crossing rows, partial last blocks, several K slices), n = 1, 2, 3, 8,
  *     9, 64, strides wider than the data; shapes the kernels do not take are
- *     refused (-1, y untouched);
+ *     refused (-1, y untouched); every 4-bit shape that can be tiled
+ *     (quant/qtile.h) again from its tiles, against the same bounds;
  *   - sr_matmul dispatch by mode, the STRATA_ISA cap, determinism across
  *     thread counts, allocation failure, non-finite activations.
  *
@@ -44,6 +45,7 @@
 #include "quant/matmul.h"
 #include "quant/matmul_kernels.h"
 #include "quant/qmatrix.h"
+#include "quant/qtile.h"
 #include "runtime/alloc.h"
 #include "test_util.h"
 
@@ -368,6 +370,16 @@ static void run_int8(const test_matrix *m, int64_t n)
         assert_int_equal(rc, 0);
         expectation e = expect_product(w, x, n, ldx);
         check_int8(n <= 8 ? "int8 decode" : "int8 prefill", w, y, n, ldy, &e);
+        if (sr_qtile_fits(w)) { /* the same numerics over 16-row tiles */
+            sr_qmatrix t = sr_qmatrix_borrow(w);
+            assert_int_equal(sr_qtile_make(&t), 0);
+            assert_non_null(t.tiles);
+            float *yt = sentinel_y(n, ldy);
+            assert_int_equal(sr_matmul_int8(&t, x, n, ldx, yt, ldy), 0);
+            check_int8(n <= 8 ? "int8 decode, tiles" : "int8 prefill, tiles", &t, yt, n, ldy, &e);
+            free(yt);
+            sr_qmatrix_free(&t);
+        }
         free_expectation(&e);
     }
     free(y);
@@ -544,6 +556,16 @@ static void test_nonfinite_activations(void **state)
             for (int64_t c = 0; c < n; c++)
                 for (int64_t r = 0; r < 8; r++)
                     assert_true(c == n - 1 ? isnan(y[c * 8 + r]) : isfinite(y[c * 8 + r]));
+            if (sr_qtile_fits(&m.w)) { /* the same from the tiles */
+                sr_qmatrix t = sr_qmatrix_borrow(&m.w);
+                assert_int_equal(sr_qtile_make(&t), 0);
+                for (int64_t i = 0; i < n * 8; i++) y[i] = SENTINEL;
+                assert_int_equal(sr_matmul_int8(&t, x, n, 128, y, 8), 0);
+                for (int64_t c = 0; c < n; c++)
+                    for (int64_t r = 0; r < 8; r++)
+                        assert_true(c == n - 1 ? isnan(y[c * 8 + r]) : isfinite(y[c * 8 + r]));
+                sr_qmatrix_free(&t);
+            }
             free(x);
             free(y);
             free_matrix(&m);
