@@ -763,7 +763,18 @@ INLINE void tile_block(const sr_qmatrix *w, const __m512i tab, const xquant *xq,
         _mm512_mask_storeu_ps(y + c * ldy + t * SR_QTILE_ROWS, mask, acc[c]);
 }
 
-#define TILE_CALL(N) tile_block(w, tab, &xq, t, y, ldy, mask, N)
+#define TILE_CALL(N) tile_block(w, tab, xq, t, y, ldy, mask, N)
+
+/* Tile t against n columns.  A function of its own with the target
+ * attribute: OpenMP's outlined loop body has none, so it may not hold or
+ * pass AVX-512 values itself. */
+static TARGET void tile_decode_one(const sr_qmatrix *w, const xquant *xq, int64_t n, int64_t t,
+                                   float *y, int64_t ldy)
+{
+    const __m512i tab = q4_code_table(w->fmt);
+    const __mmask16 mask = mask16((int)(w->rows - t * SR_QTILE_ROWS));
+    FOR_N(TILE_CALL)
+}
 
 /* n <= 8 columns over w's tiles.  Returns -1 if the buffers cannot be had. */
 static TARGET int decode_tiles(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx,
@@ -775,14 +786,10 @@ static TARGET int decode_tiles(const sr_qmatrix *w, const float *x, int64_t n, i
         xquant_free(&xq);
         return -1;
     }
-    const __m512i tab = q4_code_table(w->fmt);
     const int64_t ntiles = (rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
     /* guided, as decode_int8 */
 #pragma omp parallel for schedule(guided, 4) if (rows * cols >= PARALLEL_MIN_ELEMS)
-    for (int64_t t = 0; t < ntiles; t++) {
-        const __mmask16 mask = mask16((int)(rows - t * SR_QTILE_ROWS));
-        FOR_N(TILE_CALL)
-    }
+    for (int64_t t = 0; t < ntiles; t++) tile_decode_one(w, &xq, n, t, y, ldy);
     xquant_free(&xq);
     return 0;
 }
