@@ -408,10 +408,12 @@ uint64_t sr_kv_bytes(const sr_model *m, int64_t ctx)
            (uint64_t)ctx * 3 * sizeof(int32_t);
 }
 
-static int tile_proj(sr_proj *p)
+static int tile_proj(sr_proj *p, uint64_t *bytes)
 {
-    for (int i = 0; i < p->n_parts; i++)
+    for (int i = 0; i < p->n_parts; i++) {
         if (sr_qtile_make(&p->w[i])) return -1;
+        if (p->w[i].tiles) *bytes += sr_qtile_bytes(&p->w[i]);
+    }
     return 0;
 }
 
@@ -422,8 +424,9 @@ static void make_int8_tiles(sr_model *m, const char *path)
 {
     for (int l = 0; l < m->L; l++) {
         sr_layer_weights *lw = &m->layers[l];
-        if (tile_proj(&lw->qkv) || tile_proj(&lw->o) || tile_proj(&lw->mlp_in) ||
-            tile_proj(&lw->mlp_out)) {
+        uint64_t *b = &m->tile_bytes;
+        if (tile_proj(&lw->qkv, b) || tile_proj(&lw->o, b) || tile_proj(&lw->mlp_in, b) ||
+            tile_proj(&lw->mlp_out, b)) {
             sr_warn("model %s: no memory for the int8 tiles of layer %d: the untiled int8 "
                     "kernels run from there on", path, l);
             return;
@@ -432,6 +435,8 @@ static void make_int8_tiles(sr_model *m, const char *path)
     if (sr_qtile_make(&m->head))
         sr_warn("model %s: no memory for the int8 tiles of the head: the untiled int8 kernels "
                 "run there", path);
+    else if (m->head.tiles)
+        m->tile_bytes += sr_qtile_bytes(&m->head);
 }
 
 int sr_model_load(const char *path, const sr_model_opts *opts, sr_model **out, sr_error *err)

@@ -41,8 +41,9 @@
 extern "C" {
 #endif
 
-#define STRATA_API_VERSION 3     /* 2: placement (devices, max_memory, ...);
-                                    3: strata_model_params.logical_gpus */
+#define STRATA_API_VERSION 4     /* 2: placement (devices, max_memory, ...);
+                                    3: strata_model_params.logical_gpus;
+                                    4: strata_model_info.kernel_layout_bytes */
 
 /* ---- errors ---------------------------------------------------------------- */
 
@@ -133,6 +134,10 @@ typedef struct strata_model_info {
     const char *architecture;   /* "granite", "granite_switch", ... */
     const char *generation;     /* switch generation: "none", "A (KV hiding)", ... */
     uint64_t weight_bytes;      /* stored bytes of the weights (quantized size) */
+    /* host memory the CPU kernels keep beside the weights: the 16-row tiles of
+     * the 4-bit weights under STRATA_KERNELS=int8 (0 otherwise, and for a
+     * model placed on devices) */
+    uint64_t kernel_layout_bytes;
 } strata_model_info;
 
 void strata_model_get_info(const strata_model *m, strata_model_info *info);

@@ -361,6 +361,7 @@ void strata_model_get_info(const strata_model *sm, strata_model_info *info)
     info->architecture = c->model_type ? c->model_type : sr_arch_name(c->arch);
     info->generation = sr_gen_name(c->gen);
     info->weight_bytes = sm->weight_bytes;
+    info->kernel_layout_bytes = sm->m->tile_bytes;
 }
 
 uint64_t strata_model_session_bytes(const strata_model *m, int64_t n_ctx)

@@ -2,7 +2,8 @@
  * 16-row tiles (quant/qtile.h) that sr_model_load makes for a model that
  * runs on the CPU (sr_model_opts.runs_on_cpu):
  *   - the tiles exist where the shapes allow them and nowhere else (not for
- *     a model loaded for a placement, not for cols % blocksize != 0);
+ *     a model loaded for a placement, not for cols % blocksize != 0), and
+ *     the public API reports their bytes (strata_model_info);
  *   - logits with the tiles equal those of the untiled int8 kernels (same
  *     int32 sums; only the f32 order of the block partial sums differs, so
  *     |Δ| <= 1e-5 · (1 + max |logit|)), for a prefill of more than 8 tokens
@@ -24,7 +25,9 @@
 #include <cmocka.h>
 
 #include "quant/matmul.h"
+#include "quant/qtile.h"
 #include "runtime/forward.h"
+#include "runtime/strata.h"
 #include "runtime/model.h"
 #include "test_util.h"
 
@@ -76,6 +79,7 @@ static float *logits(const sr_model *m, bool stepwise)
 static int count_tiled(const sr_model *m, int *untiled_4bit)
 {
     int n = 0;
+    uint64_t bytes = 0;
     *untiled_4bit = 0;
     for (int l = 0; l < m->L; l++) {
         const sr_proj *ps[4] = {&m->layers[l].qkv, &m->layers[l].o, &m->layers[l].mlp_in,
@@ -83,11 +87,13 @@ static int count_tiled(const sr_model *m, int *untiled_4bit)
         for (int p = 0; p < 4; p++)
             for (int i = 0; i < ps[p]->n_parts; i++) {
                 const sr_qmatrix *w = &ps[p]->w[i];
-                if (w->tiles) n++;
+                if (w->tiles) n++, bytes += sr_qtile_bytes(w);
                 else if (w->fmt == SR_W_NF4) (*untiled_4bit)++;
                 if (w->tiles) assert_int_equal(w->cols % w->blocksize, 0);
             }
     }
+    if (m->head.tiles) bytes += sr_qtile_bytes(&m->head);
+    assert_true(m->tile_bytes == bytes); /* what the API reports */
     return n;
 }
 
@@ -100,6 +106,14 @@ static void test_tiles_where_they_fit(void **state)
     assert_true(count_tiled(a, &untiled_a) > 0);
     assert_int_equal(untiled_a, a->L); /* down_proj of every layer */
     assert_int_equal(count_tiled(b, &untiled_b), 0);
+    /* The public API opens a model for the CPU with tiles and says how big they are. */
+    strata_model *sm;
+    strata_error e;
+    assert_int_equal(strata_model_open(model_dir, NULL, &sm, &e), STRATA_OK);
+    strata_model_info info;
+    strata_model_get_info(sm, &info);
+    assert_true(info.kernel_layout_bytes == a->tile_bytes && a->tile_bytes > 0);
+    strata_model_free(sm);
     sr_model_free(a);
     sr_model_free(b);
     /* exact mode: no tiles even for a CPU model */
@@ -107,6 +121,10 @@ static void test_tiles_where_they_fit(void **state)
     sr_model *c = load(true);
     assert_int_equal(count_tiled(c, &untiled_b), 0);
     sr_model_free(c);
+    assert_int_equal(strata_model_open(model_dir, NULL, &sm, &e), STRATA_OK);
+    strata_model_get_info(sm, &info);
+    assert_true(info.kernel_layout_bytes == 0);
+    strata_model_free(sm);
 }
 
 static void compare(const char *what, const float *x, const float *y, int64_t n)
