@@ -72,12 +72,15 @@ int sr_qtile_make(sr_qmatrix *w)
              * nibble, 2i+1: low nibble); columns 8c+j and 8c+4+j pair up. */
             const uint8_t *s = src + row * cols / 2;
             for (int64_t c = 0; c < nchunk; c++) {
-                const uint8_t b0 = s[4 * c], b1 = s[4 * c + 1], b2 = s[4 * c + 2], b3 = s[4 * c + 3];
-                uint8_t *o = dst + c * 64 + 4 * r;
-                o[0] = (uint8_t)((b0 >> 4) | (b2 & 0xF0));
-                o[1] = (uint8_t)((b0 & 0x0F) | (b2 << 4));
-                o[2] = (uint8_t)((b1 >> 4) | (b3 & 0xF0));
-                o[3] = (uint8_t)((b1 & 0x0F) | (b3 << 4));
+                /* little-endian words: x = b0 | b1 << 8 | b2 << 16 | b3 << 24 */
+                uint32_t x;
+                memcpy(&x, s + 4 * c, 4);
+                const uint32_t lo = x & 0xFFFF, hi = x >> 16;
+                const uint32_t a = ((lo >> 4) & 0x0F0F) | (hi & 0xF0F0);        /* o0, o2 */
+                const uint32_t b = (lo & 0x0F0F) | ((hi << 4) & 0xF0F0);        /* o1, o3 */
+                const uint32_t o = (a & 0xFF) | (b & 0xFF) << 8 | (a & 0xFF00) << 8 |
+                                   (b & 0xFF00) << 16;
+                memcpy(dst + c * 64 + 4 * r, &o, 4);
             }
             for (int64_t b = 0; b < nbr; b++)
                 ts[(t * nbr + b) * SR_QTILE_ROWS + r] = w->scales[row * nbr + b];
