@@ -100,7 +100,10 @@ const sr_kernels *sr_kernels_for(sr_isa isa);
  * (14 of the 16 codes exact, max error 0.00313 on the +-0.0052 codes; a =
  * 127 gives 0.00394).  LLM.int8 weights keep their codes (scale SCB / 127).
  * Each product block sums code * q exactly in int32 and is scaled in f32 by
- * d / a (or d / 127) times the weight block scale (or SCB). */
+ * d / a (or d / 127) times the weight block scale (or SCB).  Read from the
+ * 16-row tiles (quant/qtile.h), a 4-bit block scale is the row's largest
+ * block scale times an f16 (relative error <= 2^-11, a tenth of the code
+ * table's). */
 #define SR_INT8_XBLOCK 32
 #define SR_INT8_NF4_SCALE 123.25f
 #define SR_INT8_FP4_SCALE 120.0f

@@ -558,21 +558,27 @@ static TARGET void pf_pack_strip(const sr_qmatrix *w, int64_t rs, int64_t k0, in
                                  uint8_t *tmp, uint8_t *packed, float *ps)
 {
     if (w->tiles) { /* rs is a multiple of 16: tile rs / 16, already in this layout */
-        const int64_t t = rs / SR_QTILE_ROWS, nbr = w->cols / w->blocksize;
+        const int64_t t = rs / SR_QTILE_ROWS;
         const int shift = __builtin_ctz((unsigned)w->blocksize);
-        const uint8_t *src = w->tiles + (t * (w->cols / 8) + k0 / 8) * 64;
         const __m512i tab = q4_code_table(w->fmt);
         const __m512i nib = _mm512_set1_epi8(0x0F);
-        for (int64_t c = 0; c < kk / 8; c++) { /* kk <= cols - k0: cols % 32 == 0 */
-            const __m512i v = _mm512_load_si512(src + 64 * c);
+        const int64_t per_group = w->blocksize / 4; /* chunks of a full group */
+        const uint8_t *src = NULL;
+        for (int64_t c = 0; c < kk / 8; c++, src += 64) { /* kk <= cols - k0: cols % 32 == 0 */
+            const int64_t cc = k0 / 8 + c;
+            if (c == 0 || cc % per_group == 0) src = sr_qtile_chunk(w, t, cc); /* past the scales */
+            const __m512i v = _mm512_load_si512(src);
             _mm512_store_si512(packed + 128 * c, _mm512_shuffle_epi8(tab, _mm512_and_si512(v, nib)));
             _mm512_store_si512(packed + 128 * c + 64,
                                _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib)));
         }
-        const float *ts = w->tile_scales + t * nbr * SR_QTILE_ROWS;
-        for (int64_t kb = 0; kb < kk / SR_INT8_XBLOCK; kb++)
-            memcpy(ps + kb * 16, ts + ((k0 + kb * SR_INT8_XBLOCK) >> shift) * SR_QTILE_ROWS,
-                   16 * sizeof(float));
+        const __m512 rsc = _mm512_load_ps(w->tile_row_scale + t * SR_QTILE_ROWS);
+        for (int64_t kb = 0; kb < kk / SR_INT8_XBLOCK; kb++) {
+            const int64_t b = (k0 + kb * SR_INT8_XBLOCK) >> shift;
+            const __m256i h = _mm256_loadu_si256(
+                (const __m256i *)(sr_qtile_group_scales(w, t, b / 2) + 16 * (b & 1)));
+            _mm512_storeu_ps(ps + kb * 16, _mm512_mul_ps(rsc, _mm512_cvtph_ps(h)));
+        }
         return;
     }
     const int64_t rows = w->rows, cols = w->cols, nkb = kk / SR_INT8_XBLOCK;
@@ -723,44 +729,53 @@ static TARGET int prefill_int8(const sr_qmatrix *w, const float *x, int64_t n, i
  * 64 bytes give 2 vpdpbusd each per column (low nibbles against the
  * broadcast activation quad of columns 8c..8c+3, high nibbles against
  * 8c+4..8c+7), two chains per column (the latency of vpdpbusd), then one
- * convert and one FMA with the 16 rows' scales times the block's factor. */
+ * convert and one FMA with the 16 rows' block scales (from the group's f16
+ * line) times the block's factor; the row scales once at the end. */
 INLINE void tile_block(const sr_qmatrix *w, const __m512i tab, const xquant *xq, int64_t t,
                        float *y, int64_t ldy, __mmask16 mask, const int N)
 {
     const __m512i nib = _mm512_set1_epi8(0x0F);
     const int64_t nkb = xq->nkb, nbr = w->cols / w->blocksize;
-    const int sh = __builtin_ctz((unsigned)w->blocksize) - 5; /* activation blocks per scale */
-    const uint8_t *p = w->tiles + t * (w->cols / 8) * 64;
-    const float *sc = w->tile_scales + t * nbr * SR_QTILE_ROWS;
+    const int64_t kpb = w->blocksize / SR_INT8_XBLOCK; /* activation blocks per block */
+    const uint8_t *p = w->tiles + t * sr_qtile_tile_bytes(w);
     __m512 acc[8];
     UNROLL for (int c = 0; c < N; c++) acc[c] = _mm512_setzero_ps();
-    for (int64_t kb = 0; kb < nkb; kb++, p += 256) {
-        sr_prefetch_stream((const char *)p, kb * 256, nkb * 256, 1);
-        __m512i a[8], b[8];
-        UNROLL for (int c = 0; c < N; c++) {
-            a[c] = _mm512_set1_epi32(xq->corr[c * nkb + kb]);
-            b[c] = _mm512_setzero_si512();
-        }
-        UNROLL for (int k = 0; k < 4; k++) {
-            const __m512i v = _mm512_load_si512(p + 64 * k);
-            const __m512i lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(v, nib));
-            const __m512i hi = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
-            UNROLL for (int c = 0; c < N; c++) {
-                const int8_t *xc = xq->q + c * xq->kp + kb * SR_INT8_XBLOCK + 8 * k;
-                int32_t x0, x1;
-                memcpy(&x0, xc, 4);
-                memcpy(&x1, xc + 4, 4);
-                a[c] = _mm512_dpbusd_epi32(a[c], lo, _mm512_set1_epi32(x0));
-                b[c] = _mm512_dpbusd_epi32(b[c], hi, _mm512_set1_epi32(x1));
+    for (int64_t b0 = 0; b0 < nbr; b0 += 2) {
+        const __m512i h = _mm512_load_si512(p);
+        const __m512 sg[2] = {_mm512_cvtph_ps(_mm512_castsi512_si256(h)),
+                              _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1))};
+        p += 64;
+        for (int i = 0; i < 2 && b0 + i < nbr; i++)
+            for (int64_t kb = (b0 + i) * kpb; kb < (b0 + i + 1) * kpb; kb++, p += 256) {
+                _mm_prefetch((const char *)p + SR_PREFETCH_AHEAD, _MM_HINT_T1);
+                __m512i a[8], b[8];
+                UNROLL for (int c = 0; c < N; c++) {
+                    a[c] = _mm512_set1_epi32(xq->corr[c * nkb + kb]);
+                    b[c] = _mm512_setzero_si512();
+                }
+                UNROLL for (int k = 0; k < 4; k++) {
+                    const __m512i v = _mm512_load_si512(p + 64 * k);
+                    const __m512i lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(v, nib));
+                    const __m512i hi =
+                        _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+                    UNROLL for (int c = 0; c < N; c++) {
+                        const int8_t *xc = xq->q + c * xq->kp + kb * SR_INT8_XBLOCK + 8 * k;
+                        int32_t x0, x1;
+                        memcpy(&x0, xc, 4);
+                        memcpy(&x1, xc + 4, 4);
+                        a[c] = _mm512_dpbusd_epi32(a[c], lo, _mm512_set1_epi32(x0));
+                        b[c] = _mm512_dpbusd_epi32(b[c], hi, _mm512_set1_epi32(x1));
+                    }
+                }
+                UNROLL for (int c = 0; c < N; c++)
+                    acc[c] = _mm512_fmadd_ps(
+                        _mm512_cvtepi32_ps(_mm512_add_epi32(a[c], b[c])),
+                        _mm512_mul_ps(sg[i], _mm512_set1_ps(xq->d[c * nkb + kb])), acc[c]);
             }
-        }
-        const __m512 s = _mm512_load_ps(sc + (kb >> sh) * SR_QTILE_ROWS);
-        UNROLL for (int c = 0; c < N; c++)
-            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a[c], b[c])),
-                                     _mm512_mul_ps(s, _mm512_set1_ps(xq->d[c * nkb + kb])), acc[c]);
     }
+    const __m512 rs = _mm512_load_ps(w->tile_row_scale + t * SR_QTILE_ROWS);
     UNROLL for (int c = 0; c < N; c++)
-        _mm512_mask_storeu_ps(y + c * ldy + t * SR_QTILE_ROWS, mask, acc[c]);
+        _mm512_mask_storeu_ps(y + c * ldy + t * SR_QTILE_ROWS, mask, _mm512_mul_ps(acc[c], rs));
 }
 
 #define TILE_CALL(N) tile_block(w, tab, xq, t, y, ldy, mask, N)

@@ -51,7 +51,7 @@ sr_qmatrix sr_qmatrix_borrow(const sr_qmatrix *w)
     sr_qmatrix b = *w;
     memset(b.owned, 0, sizeof b.owned);
     b.tiles = NULL;
-    b.tile_scales = NULL;
+    b.tile_row_scale = NULL;
     b.tile_buf = NULL;
     return b;
 }

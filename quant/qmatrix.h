@@ -38,7 +38,7 @@ typedef struct sr_qmatrix {
      * tiles for the opt-in int8 kernels (quant/qtile.h), derived at load for
      * a model that runs on the CPU; NULL otherwise.  Owned (tile_buf). */
     const uint8_t *tiles;
-    const float *tile_scales;
+    const float *tile_row_scale; /* 16 per tile */
     void *tile_buf;
 } sr_qmatrix;
 

@@ -1,11 +1,13 @@
 /* 16-row tiles of a 4-bit matrix for the int8 kernels (layout: qtile.h). */
 #include "quant/qtile.h"
 
+#include <math.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "runtime/alloc.h"
+#include "runtime/dtype.h"
 
 int sr_qtile_fits(const sr_qmatrix *w)
 {
@@ -15,21 +17,21 @@ int sr_qtile_fits(const sr_qmatrix *w)
            w->cols % bs == 0;
 }
 
-static uint64_t code_bytes(const sr_qmatrix *w)
+static uint64_t tile_count(const sr_qmatrix *w)
 {
-    const uint64_t ntiles = ((uint64_t)w->rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
-    return ntiles * (uint64_t)w->cols / 2 * SR_QTILE_ROWS;
-}
-
-static uint64_t scale_count(const sr_qmatrix *w)
-{
-    const uint64_t ntiles = ((uint64_t)w->rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
-    return ntiles * (uint64_t)(w->cols / w->blocksize) * SR_QTILE_ROWS;
+    return ((uint64_t)w->rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
 }
 
 uint64_t sr_qtile_bytes(const sr_qmatrix *w)
 {
-    return sr_qtile_fits(w) ? code_bytes(w) + scale_count(w) * sizeof(float) : 0;
+    if (!sr_qtile_fits(w)) return 0;
+    return tile_count(w) * ((uint64_t)sr_qtile_tile_bytes(w) + SR_QTILE_ROWS * sizeof(float));
+}
+
+float sr_qtile_scale(const sr_qmatrix *w, int64_t t, int r, int64_t b)
+{
+    const uint16_t h = sr_qtile_group_scales(w, t, b / 2)[16 * (b & 1) + r];
+    return w->tile_row_scale[t * SR_QTILE_ROWS + r] * sr_f16_to_f32(h);
 }
 
 /* After the tiles are made the kernels no longer read the bnb bytes: let
@@ -46,50 +48,67 @@ static void advise_cold(const void *p, size_t len)
 #endif
 }
 
+/* Chunk c of a row (4 bnb bytes b0..b3 = columns 8c .. 8c+7, high nibble
+ * first) as the tile's 4 bytes: columns 8c+j and 8c+4+j pair up. */
+static uint32_t tile_word(const uint8_t *s)
+{
+    uint32_t x; /* little-endian: x = b0 | b1 << 8 | b2 << 16 | b3 << 24 */
+    memcpy(&x, s, 4);
+    const uint32_t lo = x & 0xFFFF, hi = x >> 16;
+    const uint32_t a = ((lo >> 4) & 0x0F0F) | (hi & 0xF0F0); /* o0, o2 */
+    const uint32_t b = (lo & 0x0F0F) | ((hi << 4) & 0xF0F0); /* o1, o3 */
+    return (a & 0xFF) | (b & 0xFF) << 8 | (a & 0xFF00) << 8 | (b & 0xFF00) << 16;
+}
+
+/* The largest finite block scale of a row; 1 when none is nonzero. */
+static float row_scale(const float *s, int64_t n)
+{
+    float m = 0;
+    for (int64_t b = 0; b < n; b++)
+        if (isfinite(s[b]) && fabsf(s[b]) > m) m = fabsf(s[b]);
+    return m > 0 ? m : 1.0f;
+}
+
 int sr_qtile_make(sr_qmatrix *w)
 {
     if (!sr_qtile_fits(w)) return 0;
-    const uint64_t cb = code_bytes(w), ns = scale_count(w);
-    uint8_t *buf = sr_malloc_aligned((size_t)(cb + ns * sizeof(float)));
-    if (!buf) return -1;
-    uint8_t *tiles = buf;
-    float *ts = (float *)(buf + cb); /* cb is a multiple of 64 */
     const int64_t rows = w->rows, cols = w->cols, nchunk = cols / 8;
-    const int64_t ntiles = (rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
+    const int64_t ntiles = (int64_t)tile_count(w), tb = sr_qtile_tile_bytes(w);
     const int64_t nbr = cols / w->blocksize; /* blocks per row */
+    const int64_t per_group = w->blocksize / 4; /* chunks of a full group */
+    uint8_t *buf = sr_malloc_aligned((size_t)(ntiles * tb) +
+                                     (size_t)ntiles * SR_QTILE_ROWS * sizeof(float));
+    if (!buf) return -1;
+    float *rs = (float *)(buf + ntiles * tb); /* tb is a multiple of 64 */
     const uint8_t *src = w->data;
-#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
-    for (int64_t t = 0; t < ntiles; t++) {
-        uint8_t *dst = tiles + t * nchunk * 64;
-        for (int r = 0; r < SR_QTILE_ROWS; r++) {
-            const int64_t row = t * SR_QTILE_ROWS + r;
-            if (row >= rows) {
-                for (int64_t c = 0; c < nchunk; c++) memset(dst + c * 64 + 4 * r, 0, 4);
-                for (int64_t b = 0; b < nbr; b++) ts[(t * nbr + b) * SR_QTILE_ROWS + r] = 0;
-                continue;
-            }
-            /* Chunk c of the row is 4 bnb bytes b0..b3 = columns (2i: high
-             * nibble, 2i+1: low nibble); columns 8c+j and 8c+4+j pair up. */
-            const uint8_t *s = src + row * cols / 2;
-            for (int64_t c = 0; c < nchunk; c++) {
-                /* little-endian words: x = b0 | b1 << 8 | b2 << 16 | b3 << 24 */
-                uint32_t x;
-                memcpy(&x, s + 4 * c, 4);
-                const uint32_t lo = x & 0xFFFF, hi = x >> 16;
-                const uint32_t a = ((lo >> 4) & 0x0F0F) | (hi & 0xF0F0);        /* o0, o2 */
-                const uint32_t b = (lo & 0x0F0F) | ((hi << 4) & 0xF0F0);        /* o1, o3 */
-                const uint32_t o = (a & 0xFF) | (b & 0xFF) << 8 | (a & 0xFF00) << 8 |
-                                   (b & 0xFF00) << 16;
-                memcpy(dst + c * 64 + 4 * r, &o, 4);
-            }
-            for (int64_t b = 0; b < nbr; b++)
-                ts[(t * nbr + b) * SR_QTILE_ROWS + r] = w->scales[row * nbr + b];
-        }
-    }
     sr_free_aligned(w->tile_buf);
     w->tile_buf = buf;
-    w->tiles = tiles;
-    w->tile_scales = ts;
+    w->tiles = buf;
+    w->tile_row_scale = rs;
+#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
+    for (int64_t t = 0; t < ntiles; t++) {
+        uint8_t *tile = buf + t * tb;
+        for (int r = 0; r < SR_QTILE_ROWS; r++) {
+            const int64_t row = t * SR_QTILE_ROWS + r;
+            const float *sc = row < rows ? w->scales + row * nbr : NULL;
+            const float m = sc ? row_scale(sc, nbr) : 1.0f;
+            rs[t * SR_QTILE_ROWS + r] = m;
+            for (int64_t g = 0; g < (nbr + 1) / 2; g++) {
+                uint16_t *h = (uint16_t *)(tile + g * sr_qtile_group_bytes(w));
+                for (int i = 0; i < 2; i++) {
+                    const int64_t b = 2 * g + i;
+                    h[16 * i + r] = sc && b < nbr ? sr_f32_to_f16(sc[b] / m) : 0;
+                }
+            }
+            const uint8_t *s = sc ? src + row * cols / 2 : NULL;
+            uint8_t *dst = tile + 64 + 4 * r; /* chunk 0 of group 0, row r */
+            for (int64_t c0 = 0; c0 < nchunk; c0 += per_group, dst += 64) /* skip the scales */
+                for (int64_t c = c0; c < c0 + per_group && c < nchunk; c++, dst += 64) {
+                    const uint32_t o = s ? tile_word(s + 4 * c) : 0;
+                    memcpy(dst, &o, 4);
+                }
+        }
+    }
     advise_cold(w->data, (size_t)((rows * cols + 1) / 2));
     return 0;
 }

@@ -41,6 +41,7 @@
 
 #include "offload/placement.h"
 #include "quant/matmul.h"
+#include "quant/qtile.h"
 #include "runtime/alloc.h"
 #include "runtime/forward.h"
 #include "runtime/model.h"
@@ -156,10 +157,19 @@ static int parse_options(int argc, char **argv, options *o)
 
 /* ---- bytes a decode step reads ------------------------------------------ */
 
+/* What the kernels read of w: its 16-row tiles where the int8 kernels have
+ * them (quant/qtile.h: f16 block scales, so fewer bytes than the f32 ones
+ * of sr_qmatrix_bytes), else the stored weights and scales. */
+static uint64_t matrix_read_bytes(const sr_qmatrix *w)
+{
+    if (w->tiles && sr_matmul_get_mode() == SR_MATMUL_INT8) return sr_qtile_bytes(w);
+    return sr_qmatrix_bytes(w);
+}
+
 static uint64_t proj_bytes(const sr_proj *p)
 {
     uint64_t b = 0;
-    for (int i = 0; i < p->n_parts; i++) b += sr_qmatrix_bytes(&p->w[i]);
+    for (int i = 0; i < p->n_parts; i++) b += matrix_read_bytes(&p->w[i]);
     if (p->bias) b += (uint64_t)p->rows * sizeof(float);
     return b;
 }
@@ -169,7 +179,7 @@ static uint64_t proj_bytes(const sr_proj *p)
  * an adapter is active, and the benchmark's tokens activate none. */
 static uint64_t weight_bytes_per_token(const sr_model *m)
 {
-    uint64_t b = sr_qmatrix_bytes(&m->head) + (uint64_t)m->H * sizeof(float);
+    uint64_t b = matrix_read_bytes(&m->head) + (uint64_t)m->H * sizeof(float);
     b += m->embed.rows ? sr_qmatrix_bytes(&m->embed) / (uint64_t)m->embed.rows : 0;
     for (int l = 0; l < m->L; l++) {
         const sr_layer_weights *w = &m->layers[l];

@@ -553,7 +553,15 @@ static void test_bench_quant_json(void **state)
         int tiled = 0;
         json_array_foreach(d8, i, row) {
             assert_true(json_real_value(json_object_get(row, "weight_gbps")) > 0);
+            const int is_tiles = strstr(json_string_value(json_object_get(row, "format")),
+                                        " tiles") != NULL;
             tiled += !strcmp(json_string_value(json_object_get(row, "format")), "nf4 tiles");
+            /* what the kernel reads: the tiles' f16 scales take half the
+             * bytes of the stored f32 ones; otherwise the stored bytes */
+            const json_int_t bytes = json_integer_value(json_object_get(row, "bytes"));
+            const json_int_t read = json_integer_value(json_object_get(row, "read_bytes"));
+            assert_true(is_tiles ? read > 0 && read < bytes : read == bytes);
+            assert_true(json_real_value(json_object_get(row, "read_ratio_to_bandwidth")) > 0);
         }
         assert_int_equal(tiled, 2);
     } else {

@@ -6,7 +6,8 @@
  *     crossing rows, partial last blocks, several K slices), n = 1, 2, 3, 8,
  *     9, 64, strides wider than the data; shapes the kernels do not take are
  *     refused (-1, y untouched); every 4-bit shape that can be tiled
- *     (quant/qtile.h) again from its tiles, against the same bounds;
+ *     (quant/qtile.h) again from its tiles, against the same bounds for the
+ *     matrix the tiles hold (its scales in f16: tile_scaled below, test_qtile);
  *   - sr_matmul dispatch by mode, the STRATA_ISA cap, determinism across
  *     thread counts, allocation failure, non-finite activations.
  *
@@ -356,6 +357,23 @@ static int expect_fits(const sr_qmatrix *w)
     return w->cols % 32 == 0 && bs >= 32 && (bs & (bs - 1)) == 0;
 }
 
+/* The matrix the tiles of t hold: t's codes with the scales the tiles give
+ * (f16 relative to the row scale, quant/qtile.h; how close those are to
+ * t's own scales is test_qtile's business).  Its expectation is what the
+ * kernels over the tiles must meet.  *scales is the caller's to free. */
+static sr_qmatrix tile_scaled(const sr_qmatrix *t, float **scales)
+{
+    const int64_t nbr = t->cols / t->blocksize;
+    float *s = malloc((size_t)(t->rows * nbr) * sizeof(float));
+    for (int64_t r = 0; r < t->rows; r++)
+        for (int64_t b = 0; b < nbr; b++)
+            s[r * nbr + b] = sr_qtile_scale(t, r / SR_QTILE_ROWS, (int)(r % SR_QTILE_ROWS), b);
+    sr_qmatrix c = sr_qmatrix_borrow(t);
+    c.scales = s;
+    *scales = s;
+    return c;
+}
+
 static void run_int8(const test_matrix *m, int64_t n)
 {
     const sr_qmatrix *w = &m->w;
@@ -374,9 +392,14 @@ static void run_int8(const test_matrix *m, int64_t n)
             sr_qmatrix t = sr_qmatrix_borrow(w);
             assert_int_equal(sr_qtile_make(&t), 0);
             assert_non_null(t.tiles);
-            float *yt = sentinel_y(n, ldy);
+            float *yt = sentinel_y(n, ldy), *ts;
             assert_int_equal(sr_matmul_int8(&t, x, n, ldx, yt, ldy), 0);
-            check_int8(n <= 8 ? "int8 decode, tiles" : "int8 prefill, tiles", &t, yt, n, ldy, &e);
+            sr_qmatrix held = tile_scaled(&t, &ts);
+            expectation et = expect_product(&held, x, n, ldx);
+            check_int8(n <= 8 ? "int8 decode, tiles" : "int8 prefill, tiles", &held, yt, n, ldy,
+                       &et);
+            free_expectation(&et);
+            free(ts);
             free(yt);
             sr_qmatrix_free(&t);
         }

@@ -1,5 +1,6 @@
 /* quant/qtile.c: the 16-row tile layout of the int8 kernels, element by
- * element as qtile.h documents it (codes, scales, padded rows), which
+ * element as qtile.h documents it (codes, f16 scales in front of each
+ * group, row scales, padded rows, special values), which
  * matrices it takes, and that copies (sr_qmatrix_borrow) and frees leave no
  * tile behind.  The kernels over the tiles are checked against the exact
  * product in test_matmul_int8. */
@@ -14,6 +15,7 @@
 
 #include "quant/qmatrix.h"
 #include "quant/qtile.h"
+#include "runtime/dtype.h"
 #include "test_util.h"
 
 #define RANDOM_MATRIX_SEED 0x13198a2e03707344ull
@@ -26,6 +28,74 @@ static int bnb_code(const sr_qmatrix *w, int64_t r, int64_t c)
     return (f & 1) ? (b & 0xF) : (b >> 4); /* high nibble first */
 }
 
+/* Byte offset of chunk c / of group g's scale line in a tile, from the
+ * layout as qtile.h writes it (not from its helpers). */
+static int64_t doc_group_offset(int bs, int64_t g) { return g * (64 + 16 * (int64_t)bs); }
+static int64_t doc_chunk_offset(int bs, int64_t c)
+{
+    const int64_t per_group = 2 * bs / 8;
+    return doc_group_offset(bs, c / per_group) + 64 + (c % per_group) * 64;
+}
+
+static float doc_row_scale(const float *s, int64_t n)
+{
+    float m = 0;
+    for (int64_t b = 0; b < n; b++)
+        if (isfinite(s[b]) && fabsf(s[b]) > m) m = fabsf(s[b]);
+    return m > 0 ? m : 1.0f;
+}
+
+static int same_float(float a, float b) { return a == b || (isnan(a) && isnan(b)); }
+
+static void check_tiles(const sr_qmatrix *w)
+{
+    const int64_t rows = w->rows, cols = w->cols;
+    const int bs = w->blocksize;
+    const int64_t ntiles = (rows + 15) / 16, nchunk = cols / 8, nbr = cols / bs;
+    const int64_t tb = 64 * ((nbr + 1) / 2 + nchunk);
+    assert_true(sr_qtile_tile_bytes(w) == tb);
+    assert_true(sr_qtile_bytes(w) == (uint64_t)(ntiles * tb) + (uint64_t)ntiles * 16 * sizeof(float));
+    for (int64_t t = 0; t < ntiles; t++)
+        for (int r = 0; r < 16; r++) {
+            const int64_t row = t * 16 + r;
+            const uint8_t *tile = w->tiles + t * tb;
+            for (int64_t c = 0; c < nchunk; c++) {
+                assert_ptr_equal(sr_qtile_chunk(w, t, c), tile + doc_chunk_offset(bs, c));
+                for (int j = 0; j < 4; j++) {
+                    const uint8_t b = tile[doc_chunk_offset(bs, c) + 4 * r + j];
+                    int lo = row < rows ? bnb_code(w, row, 8 * c + j) : 0;
+                    int hi = row < rows ? bnb_code(w, row, 8 * c + 4 + j) : 0;
+                    if ((b & 0xF) != lo || (b >> 4) != hi)
+                        fail_msg("%lldx%lld bs %d: tile %lld row %d chunk %lld byte %d = 0x%02x, "
+                                 "expected lo %d hi %d", (long long)rows, (long long)cols, bs,
+                                 (long long)t, r, (long long)c, j, b, lo, hi);
+                }
+            }
+            const float *sc = row < rows ? w->scales + row * nbr : NULL;
+            const float m = sc ? doc_row_scale(sc, nbr) : 1.0f;
+            assert_true(w->tile_row_scale[t * 16 + r] == m);
+            for (int64_t g = 0; g < (nbr + 1) / 2; g++)
+                for (int i = 0; i < 2; i++) {
+                    const int64_t k = 2 * g + i;
+                    uint16_t h;
+                    memcpy(&h, tile + doc_group_offset(bs, g) + 2 * (16 * i + r), 2);
+                    const uint16_t want = sc && k < nbr ? sr_f32_to_f16(sc[k] / m) : 0;
+                    if (h != want)
+                        fail_msg("%lldx%lld bs %d: tile %lld row %d block %lld: f16 0x%04x, "
+                                 "expected 0x%04x", (long long)rows, (long long)cols, bs,
+                                 (long long)t, r, (long long)k, h, want);
+                    if (k >= nbr) continue;
+                    /* what the kernels multiply by, and its documented error */
+                    const float got = sr_qtile_scale(w, t, r, k), s = sc ? sc[k] : 0.0f;
+                    assert_true(same_float(got, m * sr_f16_to_f32(want)));
+                    if (isfinite(s) && fabsf(s) >= 0x1p-14f * m)
+                        assert_true(fabsf(got - s) <= 0x1p-11f * fabsf(s) * (1 + 0x1p-20f));
+                    else if (isfinite(s))
+                        assert_true(fabsf(got - s) <= 0x1p-25f * m * (1 + 0x1p-20f));
+                }
+        }
+}
+
 static void check_layout(sr_wformat fmt, int64_t rows, int64_t cols, int bs)
 {
     test_matrix m;
@@ -34,32 +104,12 @@ static void check_layout(sr_wformat fmt, int64_t rows, int64_t cols, int bs)
     assert_true(sr_qtile_fits(w));
     assert_int_equal(sr_qtile_make(w), 0);
     assert_non_null(w->tiles);
-    assert_non_null(w->tile_scales);
-    const int64_t ntiles = (rows + 15) / 16, nchunk = cols / 8, nbr = cols / bs;
-    assert_true(sr_qtile_bytes(w) ==
-                (uint64_t)(ntiles * nchunk * 64) + (uint64_t)(ntiles * nbr * 16) * sizeof(float));
-    for (int64_t t = 0; t < ntiles; t++)
-        for (int r = 0; r < 16; r++) {
-            const int64_t row = t * 16 + r;
-            for (int64_t c = 0; c < nchunk; c++)
-                for (int j = 0; j < 4; j++) {
-                    const uint8_t b = w->tiles[(t * nchunk + c) * 64 + 4 * r + j];
-                    int lo = row < rows ? bnb_code(w, row, 8 * c + j) : 0;
-                    int hi = row < rows ? bnb_code(w, row, 8 * c + 4 + j) : 0;
-                    if ((b & 0xF) != lo || (b >> 4) != hi)
-                        fail_msg("%lldx%lld bs %d: tile %lld row %d chunk %lld byte %d = 0x%02x, "
-                                 "expected lo %d hi %d", (long long)rows, (long long)cols, bs,
-                                 (long long)t, r, (long long)c, j, b, lo, hi);
-                }
-            for (int64_t k = 0; k < nbr; k++) {
-                float want = row < rows ? w->scales[row * nbr + k] : 0.0f;
-                assert_true(w->tile_scales[(t * nbr + k) * 16 + r] == want);
-            }
-        }
+    assert_non_null(w->tile_row_scale);
+    check_tiles(w);
     /* A copy for another tier carries the bnb bytes only. */
     sr_qmatrix b = sr_qmatrix_borrow(w);
     assert_null(b.tiles);
-    assert_null(b.tile_scales);
+    assert_null(b.tile_row_scale);
     assert_null(b.tile_buf);
     assert_ptr_equal(b.data, w->data);
     /* Making them again replaces them (ASan: the first buffer is freed). */
@@ -80,6 +130,37 @@ static void test_layout_as_documented(void **state)
     check_layout(SR_W_FP4, 40, 256, 128);
     check_layout(SR_W_NF4, 5, 512, 256);    /* one padded tile, blocks of 2 rows' halves */
     check_layout(SR_W_FP4, 33, 1024, 1024); /* one block per row */
+    check_layout(SR_W_NF4, 19, 320, 64);    /* 5 blocks per row: a last group of one */
+    check_layout(SR_W_FP4, 7, 96, 32);
+}
+
+/* Row scales: the largest finite block scale, 1 for a row without a nonzero
+ * finite one; a tiny scale next to a large one (f16 subnormal), zero, NaN
+ * and infinity are kept as documented. */
+static void test_row_scales(void **state)
+{
+    (void)state;
+    test_matrix m;
+    make_matrix(&m, SR_W_NF4, 4, 256, 64); /* 4 blocks per row */
+    float *s = m.scales;
+    const float rows[4][4] = {
+        {0.5f, 3.0f, 1e-7f, 0.0f}, /* 1e-7 / 3: below f16's normal range */
+        {0.0f, 0.0f, 0.0f, 0.0f},  /* row scale 1 */
+        {NAN, 0.25f, INFINITY, 2.0f},
+        {1e-30f, 2e-30f, 65504.0f * 4, 1.0f},
+    };
+    memcpy(s, rows, sizeof rows);
+    sr_qmatrix *w = &m.w;
+    assert_int_equal(sr_qtile_make(w), 0);
+    check_tiles(w);
+    assert_true(w->tile_row_scale[0] == 3.0f);
+    assert_true(w->tile_row_scale[1] == 1.0f);
+    assert_true(w->tile_row_scale[2] == 2.0f);
+    assert_true(w->tile_row_scale[3] == 65504.0f * 4);
+    assert_true(isnan(sr_qtile_scale(w, 0, 2, 0)));
+    assert_true(isinf(sr_qtile_scale(w, 0, 2, 2)));
+    assert_true(sr_qtile_scale(w, 0, 3, 2) == 65504.0f * 4); /* no f16 overflow */
+    free_matrix(&m);
 }
 
 static void test_which_matrices(void **state)
@@ -112,6 +193,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout_as_documented),
         cmocka_unit_test(test_which_matrices),
+        cmocka_unit_test(test_row_scales),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

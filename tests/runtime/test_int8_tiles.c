@@ -5,7 +5,9 @@
  *     a model loaded for a placement, not for cols % blocksize != 0), and
  *     the public API reports their bytes (strata_model_info);
  *   - logits with the tiles equal those of the untiled int8 kernels (same
- *     int32 sums; only the f32 order of the block partial sums differs, so
+ *     int32 sums; the tiles' f16 block scales are exact here, as every
+ *     tiled matrix has one block per row (scale / row scale = 1); only the
+ *     f32 order of the block partial sums differs, so
  *     |Δ| <= 1e-5 · (1 + max |logit|)), for a prefill of more than 8 tokens
  *     (the prefill kernel reads strips from the tiles) and token by token
  *     (the decode kernel);
