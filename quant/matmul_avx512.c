@@ -115,10 +115,48 @@ INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float
         }
 }
 
+/* Row r times one column: four partial sums (the FMA latency), no software
+ * prefetch.  A thread's rows follow each other in memory, so row by row it
+ * reads one stream; 4 rows at once (4 streams, sharing each x load) held
+ * the reads from DRAM back: bf16 8192x2560 on the Zen 4 dev VM, two cores,
+ * 62 % of a 63.5 GB/s probe with 4 rows, 85 % row by row (BENCHMARKS.md).
+ * Only while x stays in L1 beside the stream (ROW1_MAX_COLS): with 8192
+ * columns (32 KiB of x) row by row reloads x from L2 for every row and
+ * fell to 50-70 % of the 4-row rate.  Not for LLM.int8 codes either: at
+ * 4 x loads per 64 weight bytes row by row read 24-25 GB/s against 32-35
+ * with 4 rows sharing them (BENCHMARKS.md). */
+#define ROW1_MAX_COLS 4096
+INLINE void dense_row1(sr_wformat f, const void *data, int64_t ldw, const float *scb,
+                       int64_t cols, const float *x, float *y, int64_t r)
+{
+    const char *row = (const char *)data + (size_t)(r * ldw) * elem_size(f);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t j = 0;
+    for (; j + 64 <= cols; j += 64) {
+        a0 = _mm512_fmadd_ps(load16(f, row, j), _mm512_loadu_ps(x + j), a0);
+        a1 = _mm512_fmadd_ps(load16(f, row, j + 16), _mm512_loadu_ps(x + j + 16), a1);
+        a2 = _mm512_fmadd_ps(load16(f, row, j + 32), _mm512_loadu_ps(x + j + 32), a2);
+        a3 = _mm512_fmadd_ps(load16(f, row, j + 48), _mm512_loadu_ps(x + j + 48), a3);
+    }
+    for (; j + 16 <= cols; j += 16)
+        a0 = _mm512_fmadd_ps(load16(f, row, j), _mm512_loadu_ps(x + j), a0);
+    if (j < cols) {
+        const __mmask16 m = (__mmask16)((1u << (cols - j)) - 1);
+        a1 = _mm512_fmadd_ps(load16_mask(f, row, j, m), _mm512_maskz_loadu_ps(m, x + j), a1);
+    }
+    float v = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    if (f == SR_W_INT8) v = (v * scb[r]) * SR_INT8_DEQUANT_SCALE;
+    y[r] = v;
+}
+
 INLINE void dense_rows(sr_wformat f, const void *data, int64_t ldw, const float *scb,
                        int64_t cols, const float *x, int64_t ldx, float *y, int64_t ldy,
                        int64_t r0, int64_t r1, const int n)
 {
+    if (n == 1 && cols <= ROW1_MAX_COLS && f != SR_W_INT8) {
+        for (int64_t r = r0; r < r1; r++) dense_row1(f, data, ldw, scb, cols, x, y, r);
+        return;
+    }
     int64_t r = r0;
     for (; r + ROWS(n) <= r1; r += ROWS(n))
         dense_block(f, data, ldw, scb, cols, x, ldx, y, ldy, r, ROWS(n), n);

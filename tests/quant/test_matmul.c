@@ -150,6 +150,7 @@ static const shape shapes[] = {
     {5, 256, 16},    /* 8 blocks per AVX-512 group (not a bnb blocksize, but legal here) */
     {3, 384, 8},     /* 16 blocks per AVX-512 group */
     {300, 512, 64},  /* big enough for several threads */
+    {6, 4100, 64},   /* dense n = 1: past ROW1_MAX_COLS, 4 rows at once, a tail of 4 */
 };
 
 static const int64_t ns[] = {1, 2, 3, 8, 9, 33};
