@@ -15,6 +15,7 @@
 
 #include "quant/qmatrix.h"
 #include "quant/qtile.h"
+#include "runtime/alloc.h"
 #include "runtime/dtype.h"
 #include "test_util.h"
 
@@ -160,6 +161,7 @@ static void test_row_scales(void **state)
     assert_true(isnan(sr_qtile_scale(w, 0, 2, 0)));
     assert_true(isinf(sr_qtile_scale(w, 0, 2, 2)));
     assert_true(sr_qtile_scale(w, 0, 3, 2) == 65504.0f * 4); /* no f16 overflow */
+    sr_free_aligned(w->tile_buf); /* free_matrix frees the test's buffers only */
     free_matrix(&m);
 }
 
