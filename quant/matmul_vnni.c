@@ -557,6 +557,13 @@ static TARGET void pf_strip(const uint8_t *packed, const float *ps, const xquant
 static TARGET void pf_pack_strip(const sr_qmatrix *w, int64_t rs, int64_t k0, int64_t kk,
                                  uint8_t *tmp, uint8_t *packed, float *ps)
 {
+    if (w->tiles && w->fmt == SR_W_INT8) { /* chunks of 4 columns: packed's layout */
+        const int64_t t = rs / SR_QTILE_ROWS;
+        memcpy(packed, w->tiles + t * sr_qtile_tile_bytes(w) + k0 / 4 * 64, (size_t)(kk / 4 * 64));
+        for (int64_t kb = 0; kb < kk / SR_INT8_XBLOCK; kb++)
+            memcpy(ps + kb * 16, w->tile_row_scale + t * SR_QTILE_ROWS, 16 * sizeof(float));
+        return;
+    }
     if (w->tiles) { /* rs is a multiple of 16: tile rs / 16, already in this layout */
         const int64_t t = rs / SR_QTILE_ROWS;
         const int shift = __builtin_ctz((unsigned)w->blocksize);
@@ -778,7 +785,45 @@ INLINE void tile_block(const sr_qmatrix *w, const __m512i tab, const xquant *xq,
         _mm512_mask_storeu_ps(y + c * ldy + t * SR_QTILE_ROWS, mask, _mm512_mul_ps(acc[c], rs));
 }
 
+/* LLM.int8 tiles: no lookup (the chunks hold code + 128), 8 chunks per
+ * activation block, the row's SCB once at the end. */
+INLINE void tile_block_i8(const sr_qmatrix *w, const xquant *xq, int64_t t, float *y,
+                          int64_t ldy, __mmask16 mask, const int N)
+{
+    const int64_t nkb = xq->nkb;
+    const uint8_t *p = w->tiles + t * sr_qtile_tile_bytes(w);
+    __m512 acc[8];
+    UNROLL for (int c = 0; c < N; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t kb = 0; kb < nkb; kb++, p += 512) {
+        _mm_prefetch((const char *)p + SR_PREFETCH_AHEAD, _MM_HINT_T1);
+        _mm_prefetch((const char *)p + SR_PREFETCH_AHEAD + 256, _MM_HINT_T1);
+        __m512i a[8], b[8];
+        UNROLL for (int c = 0; c < N; c++) {
+            a[c] = _mm512_set1_epi32(xq->corr[c * nkb + kb]);
+            b[c] = _mm512_setzero_si512();
+        }
+        UNROLL for (int k = 0; k < 8; k += 2) {
+            const __m512i v0 = _mm512_load_si512(p + 64 * k), v1 = _mm512_load_si512(p + 64 * k + 64);
+            UNROLL for (int c = 0; c < N; c++) {
+                const int8_t *xc = xq->q + c * xq->kp + kb * SR_INT8_XBLOCK + 4 * k;
+                int32_t x0, x1;
+                memcpy(&x0, xc, 4);
+                memcpy(&x1, xc + 4, 4);
+                a[c] = _mm512_dpbusd_epi32(a[c], v0, _mm512_set1_epi32(x0));
+                b[c] = _mm512_dpbusd_epi32(b[c], v1, _mm512_set1_epi32(x1));
+            }
+        }
+        UNROLL for (int c = 0; c < N; c++)
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a[c], b[c])),
+                                     _mm512_set1_ps(xq->d[c * nkb + kb]), acc[c]);
+    }
+    const __m512 rs = _mm512_load_ps(w->tile_row_scale + t * SR_QTILE_ROWS);
+    UNROLL for (int c = 0; c < N; c++)
+        _mm512_mask_storeu_ps(y + c * ldy + t * SR_QTILE_ROWS, mask, _mm512_mul_ps(acc[c], rs));
+}
+
 #define TILE_CALL(N) tile_block(w, tab, xq, t, y, ldy, mask, N)
+#define TILE_I8_CALL(N) tile_block_i8(w, xq, t, y, ldy, mask, N)
 
 /* Tile t against n columns.  A function of its own with the target
  * attribute: OpenMP's outlined loop body has none, so it may not hold or
@@ -786,8 +831,12 @@ INLINE void tile_block(const sr_qmatrix *w, const __m512i tab, const xquant *xq,
 static TARGET void tile_decode_one(const sr_qmatrix *w, const xquant *xq, int64_t n, int64_t t,
                                    float *y, int64_t ldy)
 {
-    const __m512i tab = q4_code_table(w->fmt);
     const __mmask16 mask = mask16((int)(w->rows - t * SR_QTILE_ROWS));
+    if (w->fmt == SR_W_INT8) {
+        FOR_N(TILE_I8_CALL)
+        return;
+    }
+    const __m512i tab = q4_code_table(w->fmt);
     FOR_N(TILE_CALL)
 }
 

@@ -11,6 +11,8 @@
 
 int sr_qtile_fits(const sr_qmatrix *w)
 {
+    if (w->fmt == SR_W_INT8)
+        return w->scb && w->data && w->rows > 0 && w->cols > 0 && w->cols % 32 == 0;
     const int bs = w->blocksize;
     return (w->fmt == SR_W_NF4 || w->fmt == SR_W_FP4) && w->scales && w->data && w->rows > 0 &&
            w->cols > 0 && bs >= 32 && (bs & (bs - 1)) == 0 && w->cols % 32 == 0 &&
@@ -69,9 +71,43 @@ static float row_scale(const float *s, int64_t n)
     return m > 0 ? m : 1.0f;
 }
 
+/* LLM.int8: 4 codes of each of 16 rows per chunk, + 128; row scale SCB. */
+static void make_int8(const sr_qmatrix *w, uint8_t *buf, float *rs, int64_t ntiles, int64_t tb)
+{
+    const int64_t rows = w->rows, cols = w->cols, nchunk = cols / 4;
+#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
+    for (int64_t t = 0; t < ntiles; t++)
+        for (int r = 0; r < SR_QTILE_ROWS; r++) {
+            const int64_t row = t * SR_QTILE_ROWS + r;
+            const uint8_t *s = row < rows ? (const uint8_t *)w->data + row * cols : NULL;
+            rs[t * SR_QTILE_ROWS + r] = s ? w->scb[row] : 0.0f;
+            uint8_t *dst = buf + t * tb + 4 * r;
+            for (int64_t c = 0; c < nchunk; c++, dst += 64) {
+                uint32_t v = 0;
+                if (s) memcpy(&v, s + 4 * c, 4);
+                v ^= 0x80808080u;
+                memcpy(dst, &v, 4);
+            }
+        }
+}
+
 int sr_qtile_make(sr_qmatrix *w)
 {
     if (!sr_qtile_fits(w)) return 0;
+    if (w->fmt == SR_W_INT8) {
+        const int64_t ntiles = (int64_t)tile_count(w), tb = sr_qtile_tile_bytes(w);
+        uint8_t *buf = sr_malloc_aligned((size_t)(ntiles * tb) +
+                                         (size_t)ntiles * SR_QTILE_ROWS * sizeof(float));
+        if (!buf) return -1;
+        float *rs = (float *)(buf + ntiles * tb);
+        make_int8(w, buf, rs, ntiles, tb);
+        sr_free_aligned(w->tile_buf);
+        w->tile_buf = buf;
+        w->tiles = buf;
+        w->tile_row_scale = rs;
+        advise_cold(w->data, (size_t)(w->rows * w->cols));
+        return 0;
+    }
     const int64_t rows = w->rows, cols = w->cols, nchunk = cols / 8;
     const int64_t ntiles = (int64_t)tile_count(w), tb = sr_qtile_tile_bytes(w);
     const int64_t nbr = cols / w->blocksize; /* blocks per row */

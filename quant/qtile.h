@@ -33,6 +33,11 @@
  * 2^-25 row_scale).  The int8 kernels' own error (activations in int8, the
  * codes in an int8 table) is an order of magnitude larger (matmul_kernels.h).
  *
+ * LLM.int8 (8-bit codes, SCB per row): chunk c holds columns 4c .. 4c+3,
+ * byte 4r + j = code of row r, column 4c + j, plus 128 (the sign bit
+ * flipped: vpdpbusd's unsigned operand); the chunks follow each other with
+ * no scale lines, and row_scale is the row's SCB (0 for padded rows).
+ *
  * The bnb bytes stay as they are (every other path and every copy to another
  * tier reads them); the tiles are a derived copy, made at load for a model
  * that runs on the CPU under STRATA_KERNELS=int8. */
@@ -46,7 +51,8 @@
 #define SR_QTILE_ROWS 16
 
 /* Can w be tiled?  4-bit with scales, cols a multiple of 32 and of the
- * blocksize (no block spans two rows), blocksize a power of two >= 32. */
+ * blocksize (no block spans two rows), blocksize a power of two >= 32; or
+ * LLM.int8 with SCB, cols a multiple of 32. */
 int sr_qtile_fits(const sr_qmatrix *w);
 /* Bytes the tiles of w take, row scales included (0 if it does not fit). */
 uint64_t sr_qtile_bytes(const sr_qmatrix *w);
@@ -55,12 +61,15 @@ uint64_t sr_qtile_bytes(const sr_qmatrix *w);
 int sr_qtile_make(sr_qmatrix *w);
 
 /* The scale the tiles give row r of tile t for block b of its row
- * (row_scale times the stored f16): what the kernels multiply by. */
+ * (row_scale times the stored f16): what the kernels multiply by.  4-bit
+ * only. */
 float sr_qtile_scale(const sr_qmatrix *w, int64_t t, int r, int64_t b);
 
-/* Bytes of one tile: a 64-byte scale line per group, 64 per chunk. */
+/* Bytes of one tile: a 64-byte scale line per group, 64 per chunk (LLM.int8:
+ * 64 per chunk of 4 columns). */
 static inline int64_t sr_qtile_tile_bytes(const sr_qmatrix *w)
 {
+    if (w->fmt == SR_W_INT8) return 16 * w->cols;
     const int64_t nbr = w->cols / w->blocksize;
     return 64 * ((nbr + 1) / 2 + w->cols / 8);
 }
@@ -71,7 +80,7 @@ static inline int64_t sr_qtile_group_bytes(const sr_qmatrix *w)
     return 64 + 16 * (int64_t)w->blocksize;
 }
 
-/* Chunk c (columns 8c .. 8c+7) of tile t. */
+/* Chunk c (columns 8c .. 8c+7) of tile t.  4-bit only. */
 static inline const uint8_t *sr_qtile_chunk(const sr_qmatrix *w, int64_t t, int64_t c)
 {
     const int64_t per_group = w->blocksize / 4; /* chunks in a full group */

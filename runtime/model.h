@@ -54,9 +54,9 @@ typedef struct sr_model_opts {
     bool check_finite;                  /* scan every weight for NaN/Inf at load */
     /* The model runs on the CPU from these descriptors (not through a
      * placement, which copies the stored bytes to its tiers): under
-     * STRATA_KERNELS=int8 its 4-bit projections also get the int8 kernels'
-     * 16-row tiles (quant/qtile.h), a derived copy about their size
-     * (codes + 2 bytes of scale per block). */
+     * STRATA_KERNELS=int8 its 4-bit and LLM.int8 projections also get the
+     * int8 kernels' 16-row tiles (quant/qtile.h), a derived copy about their
+     * size (4-bit: codes + 2 bytes of scale per block). */
     bool runs_on_cpu;
 } sr_model_opts;
 

@@ -14,8 +14,8 @@
  * input: the rate `strata convert` can reach when its I/O keeps up.
  * int8 (opt-in, STRATA_KERNELS=int8; only on CPUs with AVX-512 VNNI): the
  * same decode and prefill measurements through sr_matmul_int8 for nf4, fp4
- * and int8 weights, reported apart ("int8" in the JSON), and again for nf4
- * and fp4 over their 16-row tiles (quant/qtile.h; rows "nf4 tiles", ...), the
+ * and int8 weights, reported apart ("int8" in the JSON), and again over
+ * their 16-row tiles (quant/qtile.h; rows "nf4 tiles", ...), the
  * layout a model that runs on the CPU gets under STRATA_KERNELS=int8.
  * Every timing is the best of several rounds after a warm-up, and every
  * kernel call is paired with a call of its reference right before it (a
@@ -315,7 +315,6 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
     int rc = 0;
     for (size_t f = 0; f < NFORMATS && !rc; f++) {
         if (int8 && !int8_format(&formats[f])) continue;
-        if (tiles && formats[f].fmt == SR_W_INT8) continue;
         bench_matrix first;
         if (make_matrix(&first, formats[f].fmt, rows, cols)) {
             rc = oom(formats[f].label);
@@ -402,7 +401,6 @@ static int bench_prefill(const options *o, int64_t rows, int64_t cols, int64_t n
         int bf16 = f == NFORMATS;
         const bench_format *bf = bf16 ? &formats[0] : &formats[f];
         if (int8 && !int8_format(bf)) continue;
-        if (tiles && bf->fmt == SR_W_INT8) continue;
         bench_matrix m;
         if (make_matrix(&m, bf->fmt, rows, cols)) {
             rc = oom(bf->label);

@@ -547,10 +547,10 @@ static void test_bench_quant_json(void **state)
     }
     json_t *i8 = json_object_get(j, "int8");
     if (sr_matmul_int8_available()) {
-        /* nf4, fp4, int8, then nf4 and fp4 over tiles, x 2 shapes */
+        /* nf4, fp4, int8, then the same over tiles, x 2 shapes */
         json_t *d8 = json_object_get(i8, "decode"), *p8 = json_object_get(i8, "prefill");
-        assert_true(json_array_size(d8) == 10);
-        assert_true(json_array_size(p8) == 10);
+        assert_true(json_array_size(d8) == 12);
+        assert_true(json_array_size(p8) == 12);
         int tiled = 0;
         json_array_foreach(d8, i, row) {
             assert_true(json_real_value(json_object_get(row, "weight_gbps")) > 0);
@@ -561,7 +561,10 @@ static void test_bench_quant_json(void **state)
              * bytes of the stored f32 ones; otherwise the stored bytes */
             const json_int_t bytes = json_integer_value(json_object_get(row, "bytes"));
             const json_int_t read = json_integer_value(json_object_get(row, "read_bytes"));
-            assert_true(is_tiles ? read > 0 && read < bytes : read == bytes);
+            if (strcmp(json_string_value(json_object_get(row, "format")), "int8 tiles") == 0)
+                assert_true(read >= bytes); /* codes + one f32 per row, rows padded to 16 */
+            else
+                assert_true(is_tiles ? read > 0 && read < bytes : read == bytes);
             assert_true(json_real_value(json_object_get(row, "read_ratio_to_bandwidth")) > 0);
         }
         assert_int_equal(tiled, 2);

@@ -5,7 +5,7 @@
  *     row counts, cols not a multiple of the 128-element group, blocks
  *     crossing rows, partial last blocks, several K slices), n = 1, 2, 3, 8,
  *     9, 64, strides wider than the data; shapes the kernels do not take are
- *     refused (-1, y untouched); every 4-bit shape that can be tiled
+ *     refused (-1, y untouched); every shape that can be tiled (4-bit, LLM.int8)
  *     (quant/qtile.h) again from its tiles, against the same bounds for the
  *     matrix the tiles hold (its scales in f16: tile_scaled below, test_qtile);
  *   - sr_matmul dispatch by mode, the STRATA_ISA cap, determinism across
@@ -394,7 +394,9 @@ static void run_int8(const test_matrix *m, int64_t n)
             assert_non_null(t.tiles);
             float *yt = sentinel_y(n, ldy), *ts;
             assert_int_equal(sr_matmul_int8(&t, x, n, ldx, yt, ldy), 0);
-            sr_qmatrix held = tile_scaled(&t, &ts);
+            /* LLM.int8 tiles hold the codes and SCB exactly */
+            sr_qmatrix held = w->fmt == SR_W_INT8 ? (ts = NULL, sr_qmatrix_borrow(&t))
+                                                  : tile_scaled(&t, &ts);
             expectation et = expect_product(&held, x, n, ldx);
             check_int8(n <= 8 ? "int8 decode, tiles" : "int8 prefill, tiles", &held, yt, n, ldy,
                        &et);

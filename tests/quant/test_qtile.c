@@ -135,6 +135,44 @@ static void test_layout_as_documented(void **state)
     check_layout(SR_W_FP4, 7, 96, 32);
 }
 
+/* LLM.int8: chunk c = columns 4c .. 4c+3 of 16 rows, code + 128; row
+ * scale SCB, 0 for padded rows; no scale lines. */
+static void check_int8_layout(int64_t rows, int64_t cols)
+{
+    test_matrix m;
+    make_matrix(&m, SR_W_INT8, rows, cols, 0);
+    sr_qmatrix *w = &m.w;
+    assert_true(sr_qtile_fits(w));
+    assert_int_equal(sr_qtile_make(w), 0);
+    const int64_t ntiles = (rows + 15) / 16, tb = 16 * cols;
+    assert_true(sr_qtile_tile_bytes(w) == tb);
+    assert_true(sr_qtile_bytes(w) == (uint64_t)(ntiles * tb) + (uint64_t)ntiles * 16 * sizeof(float));
+    for (int64_t t = 0; t < ntiles; t++)
+        for (int r = 0; r < 16; r++) {
+            const int64_t row = t * 16 + r;
+            assert_true(w->tile_row_scale[t * 16 + r] == (row < rows ? w->scb[row] : 0.0f));
+            for (int64_t c = 0; c < cols / 4; c++)
+                for (int j = 0; j < 4; j++) {
+                    const int8_t code = row < rows ? ((const int8_t *)w->data)[row * cols + 4 * c + j] : 0;
+                    const uint8_t b = w->tiles[t * tb + c * 64 + 4 * r + j];
+                    if (b != (uint8_t)(code + 128))
+                        fail_msg("int8 %lldx%lld: tile %lld row %d chunk %lld byte %d = 0x%02x, "
+                                 "code %d", (long long)rows, (long long)cols, (long long)t, r,
+                                 (long long)c, j, b, code);
+                }
+        }
+    sr_free_aligned(w->tile_buf);
+    free_matrix(&m);
+}
+
+static void test_int8_layout(void **state)
+{
+    (void)state;
+    check_int8_layout(16, 32);
+    check_int8_layout(21, 96); /* a padded second tile */
+    check_int8_layout(3, 320);
+}
+
 /* Row scales: the largest finite block scale, 1 for a row without a nonzero
  * finite one; a tiny scale next to a large one (f16 subnormal), zero, NaN
  * and infinity are kept as documented. */
@@ -174,7 +212,8 @@ static void test_which_matrices(void **state)
         {SR_W_NF4, 3, 48, 16, 0},    /* blocksize < 32 */
         {SR_W_FP4, 3, 40, 32, 0},    /* cols % 32 */
         {SR_W_NF4, 2, 64, 128, 0},   /* blocksize > cols: blocks span rows */
-        {SR_W_INT8, 3, 64, 0, 0},    /* not 4-bit */
+        {SR_W_INT8, 3, 64, 0, 1},    /* LLM.int8 */
+        {SR_W_INT8, 3, 80, 0, 0},    /* LLM.int8, cols % 32 */
         {SR_W_BF16, 3, 64, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -196,6 +235,7 @@ int main(void)
         cmocka_unit_test(test_layout_as_documented),
         cmocka_unit_test(test_which_matrices),
         cmocka_unit_test(test_row_scales),
+        cmocka_unit_test(test_int8_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
