@@ -738,6 +738,31 @@ static TARGET int prefill_int8(const sr_qmatrix *w, const float *x, int64_t n, i
  * 8c+4..8c+7), two chains per column (the latency of vpdpbusd), then one
  * convert and one FMA with the 16 rows' block scales (from the group's f16
  * line) times the block's factor; the row scales once at the end. */
+/* The two int32 chains of activation block kb for N columns: a starts at
+ * the block's offset correction (-128 x sum of its codes), b at 0. */
+INLINE void tile_sums_init(__m512i a[8], __m512i b[8], const xquant *xq, int64_t kb, const int N)
+{
+    UNROLL for (int c = 0; c < N; c++) {
+        a[c] = _mm512_set1_epi32(xq->corr[c * xq->nkb + kb]);
+        b[c] = _mm512_setzero_si512();
+    }
+}
+
+/* a += v0 . the activation quad at byte off, b += v1 . the next quad, for
+ * each of the N columns (one int32 lane per row). */
+INLINE void tile_dot2(__m512i a[8], __m512i b[8], __m512i v0, __m512i v1, const xquant *xq,
+                      int64_t off, const int N)
+{
+    UNROLL for (int c = 0; c < N; c++) {
+        const int8_t *xc = xq->q + c * xq->kp + off;
+        int32_t x0, x1;
+        memcpy(&x0, xc, 4);
+        memcpy(&x1, xc + 4, 4);
+        a[c] = _mm512_dpbusd_epi32(a[c], v0, _mm512_set1_epi32(x0));
+        b[c] = _mm512_dpbusd_epi32(b[c], v1, _mm512_set1_epi32(x1));
+    }
+}
+
 INLINE void tile_block(const sr_qmatrix *w, const __m512i tab, const xquant *xq, int64_t t,
                        float *y, int64_t ldy, __mmask16 mask, const int N)
 {
@@ -756,23 +781,13 @@ INLINE void tile_block(const sr_qmatrix *w, const __m512i tab, const xquant *xq,
             for (int64_t kb = (b0 + i) * kpb; kb < (b0 + i + 1) * kpb; kb++, p += 256) {
                 _mm_prefetch((const char *)p + SR_PREFETCH_AHEAD, _MM_HINT_T1);
                 __m512i a[8], b[8];
-                UNROLL for (int c = 0; c < N; c++) {
-                    a[c] = _mm512_set1_epi32(xq->corr[c * nkb + kb]);
-                    b[c] = _mm512_setzero_si512();
-                }
+                tile_sums_init(a, b, xq, kb, N);
                 UNROLL for (int k = 0; k < 4; k++) {
                     const __m512i v = _mm512_load_si512(p + 64 * k);
                     const __m512i lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(v, nib));
                     const __m512i hi =
                         _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
-                    UNROLL for (int c = 0; c < N; c++) {
-                        const int8_t *xc = xq->q + c * xq->kp + kb * SR_INT8_XBLOCK + 8 * k;
-                        int32_t x0, x1;
-                        memcpy(&x0, xc, 4);
-                        memcpy(&x1, xc + 4, 4);
-                        a[c] = _mm512_dpbusd_epi32(a[c], lo, _mm512_set1_epi32(x0));
-                        b[c] = _mm512_dpbusd_epi32(b[c], hi, _mm512_set1_epi32(x1));
-                    }
+                    tile_dot2(a, b, lo, hi, xq, kb * SR_INT8_XBLOCK + 8 * k, N);
                 }
                 UNROLL for (int c = 0; c < N; c++)
                     acc[c] = _mm512_fmadd_ps(
@@ -798,21 +813,10 @@ INLINE void tile_block_i8(const sr_qmatrix *w, const xquant *xq, int64_t t, floa
         _mm_prefetch((const char *)p + SR_PREFETCH_AHEAD, _MM_HINT_T1);
         _mm_prefetch((const char *)p + SR_PREFETCH_AHEAD + 256, _MM_HINT_T1);
         __m512i a[8], b[8];
-        UNROLL for (int c = 0; c < N; c++) {
-            a[c] = _mm512_set1_epi32(xq->corr[c * nkb + kb]);
-            b[c] = _mm512_setzero_si512();
-        }
-        UNROLL for (int k = 0; k < 8; k += 2) {
-            const __m512i v0 = _mm512_load_si512(p + 64 * k), v1 = _mm512_load_si512(p + 64 * k + 64);
-            UNROLL for (int c = 0; c < N; c++) {
-                const int8_t *xc = xq->q + c * xq->kp + kb * SR_INT8_XBLOCK + 4 * k;
-                int32_t x0, x1;
-                memcpy(&x0, xc, 4);
-                memcpy(&x1, xc + 4, 4);
-                a[c] = _mm512_dpbusd_epi32(a[c], v0, _mm512_set1_epi32(x0));
-                b[c] = _mm512_dpbusd_epi32(b[c], v1, _mm512_set1_epi32(x1));
-            }
-        }
+        tile_sums_init(a, b, xq, kb, N);
+        UNROLL for (int k = 0; k < 8; k += 2)
+            tile_dot2(a, b, _mm512_load_si512(p + 64 * k), _mm512_load_si512(p + 64 * k + 64), xq,
+                      kb * SR_INT8_XBLOCK + 4 * k, N);
         UNROLL for (int c = 0; c < N; c++)
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a[c], b[c])),
                                      _mm512_set1_ps(xq->d[c * nkb + kb]), acc[c]);
