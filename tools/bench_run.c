@@ -12,7 +12,10 @@
  * ceiling is bytes read per mean decode step / best probe GB/s; decode is
  * reported as a fraction of it: for the whole decode phase (`ratio`) and for
  * the single fastest step (`best_step_ratio`: best against best, what the
- * code achieves while the cores are not taken by others).  CPU time of the
+ * code achieves while the cores are not taken by others), and step by step
+ * against the probe pass just before it (`paired_ratio_*`: median and
+ * quartiles; on a host whose bandwidth moves within a run, the best probe
+ * can come from a faster minute than most steps).  CPU time of the
  * process is shown next to wall time: on a loaded machine their gap says
  * how much of the wall time others took.  Each of --runs repetitions starts a fresh sequence;
  * the best run is reported.  Tokens are fixed pseudo-random ids that are not
@@ -254,6 +257,8 @@ typedef struct run_result {
     double prefill_s, ttft_s, decode_s;
     double prefill_cpu_s, decode_cpu_s; /* CPU time of the process (all threads) */
     double best_step_s;         /* fastest single decode step */
+    double *paired;             /* in: room for --gen values; out: each step's
+                                 * GB/s over the probe pass right before it */
     transfer_counts xfer;       /* placed: what the decode steps moved */
 } run_result;
 
@@ -303,8 +308,11 @@ static int one_run(runner *rn, const sr_model *m, const int32_t *prompt, const o
                    float *logits, bw_probe *probe, double *best_gbps, run_result *r,
                    sr_error *err)
 {
+    double *paired = r->paired;
     memset(r, 0, sizeof *r);
+    r->paired = paired;
     r->best_step_s = INFINITY;
+    const double w_bytes = (double)weight_bytes_per_token(m), kv_per_key = (double)kv_bytes_read(m, 1);
     runner_reset(rn);
     double g = bw_probe_pass(probe);
     if (g > *best_gbps) *best_gbps = g;
@@ -325,9 +333,18 @@ static int one_run(runner *rn, const sr_model *m, const int32_t *prompt, const o
         r->decode_s += dt;
         r->decode_cpu_s += cpu_s() - c1;
         if (dt < r->best_step_s) r->best_step_s = dt;
+        /* Step i reads the weights and the keys 0..prompt+i. */
+        const double bytes = w_bytes + kv_per_key * (double)(o->prompt + i + 1);
+        r->paired[i] = bytes / dt * 1e-9 / g;
     }
     if (rn->pl) collect_transfers(rn->pl, &r->xfer);
     return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 static double peak_rss_bytes(void)
@@ -503,6 +520,7 @@ int bench_run(int argc, char **argv)
     float *logits = NULL;
     int32_t *prompt = NULL;
     bw_probe probe = {0};
+    double *paired = NULL;
     bool probe_open = false;
     rc = 1;
 
@@ -550,8 +568,13 @@ int bench_run(int argc, char **argv)
     const uint64_t wbytes = weight_bytes_per_token(m);
     double best_gbps = 0;
     run_result best = {0};
+    paired = malloc(sizeof *paired * (size_t)(o.gen > 0 ? o.gen : 1) * (size_t)o.runs);
+    if (!paired) {
+        fprintf(stderr, "strata bench run: out of memory\n");
+        goto done;
+    }
     for (int r = 0; r < o.runs; r++) {
-        run_result cur;
+        run_result cur = {.paired = paired + (size_t)r * (size_t)o.gen};
         if (one_run(&rn, m, prompt, &o, logits, &probe, &best_gbps, &cur, &err)) {
             fprintf(stderr, "strata bench run: run %d: %s\n", r + 1, err.msg);
             goto done;
@@ -577,6 +600,14 @@ int bench_run(int argc, char **argv)
     const double ceiling_tps = best_gbps * 1e9 / step_bytes;
     const double ratio = o.gen ? decode_tps / ceiling_tps : 0;
     const double best_step_ratio = o.gen ? 1.0 / best.best_step_s / ceiling_tps : 0;
+    /* The host's bandwidth can move by 2x within a run (BENCHMARKS.md), and
+     * `ratio` holds every step to the best probe of the run; the paired
+     * ratio holds each step to the probe pass just before it. */
+    const int n_paired = o.gen * o.runs;
+    qsort(paired, (size_t)n_paired, sizeof *paired, cmp_double);
+    const double paired_q1 = n_paired ? paired[n_paired / 4] : 0;
+    const double paired_med = n_paired ? paired[n_paired / 2] : 0;
+    const double paired_q3 = n_paired ? paired[(3 * n_paired) / 4] : 0;
     const bool int8 = sr_matmul_get_mode() == SR_MATMUL_INT8 && sr_matmul_int8_available();
     const char *prefill_mode =
         int8 ? "int8" :
@@ -593,7 +624,7 @@ int bench_run(int argc, char **argv)
     if (o.json) {
         json_t *j = json_pack(
             "{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, "
-            "s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+            "s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
             "model", o.model, "weight_format", fmt, "cpu", cpu, "threads", threads, "isa",
             sr_isa_name(sr_isa_detect()), "kernels", kernels, "prefill_mode", prefill_mode,
             "omp_wait_policy",
@@ -602,7 +633,8 @@ int bench_run(int argc, char **argv)
             "ttft_s", best.ttft_s, "best_step_tok_s", o.gen ? 1.0 / best.best_step_s : 0.0,
             "bandwidth_gbps", best_gbps, "weight_bytes_per_token", (json_int_t)wbytes,
             "step_bytes_mean", step_bytes, "ceiling_tok_s", ceiling_tps, "ratio", ratio,
-            "best_step_ratio", best_step_ratio, "peak_rss_bytes", rss, "loadavg_1m",
+            "best_step_ratio", best_step_ratio, "paired_ratio_median", paired_med,
+            "paired_ratio_q1", paired_q1, "paired_ratio_q3", paired_q3, "peak_rss_bytes", rss, "loadavg_1m",
             load[0], "prefill_ms_per_token", 1e3 * best.prefill_s / o.prompt, "prefill_cpu_s",
             best.prefill_cpu_s, "decode_cpu_s", best.decode_cpu_s);
         if (j && placed &&
@@ -637,11 +669,15 @@ int bench_run(int argc, char **argv)
                    "(%.3f GB weights + KV)\n", best_gbps, step_bytes * 1e-9, wbytes * 1e-9);
             printf("ceiling    %.2f tok/s; decode at %.1f%% of it (fastest step %.1f%%)\n",
                    ceiling_tps, 100 * ratio, 100 * best_step_ratio);
+            printf("paired     each step against the probe pass right before it: median "
+                   "%.1f%% (quartiles %.1f-%.1f%%)\n", 100 * paired_med, 100 * paired_q1,
+                   100 * paired_q3);
         }
         if (placed) placement_text(rn.pl, &o, &best.xfer, place_s);
     }
     rc = 0;
 done:
+    free(paired);
     if (probe_open) bw_probe_close(&probe);
     sr_free(prompt);
     sr_free(logits);

@@ -12,6 +12,7 @@ check "text exits 0" [ $rc -eq 0 ]
 check "prefill line" grep -qE '^prefill +12 tokens: [0-9.]+ tok/s \(f32\)' "$TMP/out"
 check "decode line" grep -qE '^decode +5 steps: [0-9.]+ tok/s' "$TMP/out"
 check "ceiling line" grep -qE '^ceiling +[0-9.]+ tok/s; decode at [0-9.]+%' "$TMP/out"
+check "paired line" grep -qE '^paired +each step against the probe pass right before it: median [0-9.]+% \(quartiles [0-9.]+-[0-9.]+%\)' "$TMP/out"
 check "stderr empty" [ ! -s "$TMP/err" ]
 
 "$STRATA_EXE" bench run --model "$D/switch-3a" --prompt 20 --gen 4 --json >"$TMP/json" 2>"$TMP/err"
@@ -21,8 +22,10 @@ check "json fields sane" python3 - "$TMP/json" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
 for k in ["prefill_tok_s", "decode_tok_s", "ttft_s", "bandwidth_gbps", "ceiling_tok_s",
-          "ratio", "best_step_ratio", "peak_rss_bytes", "prefill_cpu_s", "decode_cpu_s"]:
+          "ratio", "best_step_ratio", "peak_rss_bytes", "prefill_cpu_s", "decode_cpu_s",
+          "paired_ratio_q1", "paired_ratio_median", "paired_ratio_q3"]:
     assert j[k] > 0, (k, j[k])
+assert j["paired_ratio_q1"] <= j["paired_ratio_median"] <= j["paired_ratio_q3"]
 assert j["prompt"] == 20 and j["gen"] == 4 and j["runs"] == 1
 assert j["weight_format"] == "f32" and j["prefill_mode"] in ("f32", "bf16", "int8")
 assert j["kernels"] in ("exact", "int8")
