@@ -328,3 +328,13 @@ void sr_matmul(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, floa
     if (n <= 8) sr_matmul_decode(w, x, n, ldx, y, ldy, isa);
     else sr_matmul_prefill(w, x, n, ldx, y, ldy, isa);
 }
+
+void sr_matmul_parts(const sr_qmatrix *w, int parts, const float *x, int64_t n, int64_t ldx,
+                     float *const *y, int64_t ldy)
+{
+    if (parts > 1 && sr_isa_detect() == SR_ISA_AVX512 &&
+        sr_matmul_get_mode() == SR_MATMUL_INT8 &&
+        !sr_matmul_int8_parts(w, parts, x, n, ldx, y, ldy))
+        return;
+    for (int i = 0; i < parts; i++) sr_matmul(&w[i], x, n, ldx, y[i], ldy);
+}

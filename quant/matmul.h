@@ -60,4 +60,17 @@ int sr_matmul_int8_available(void);
 int sr_matmul_int8(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
                    int64_t ldy);
 
+/* Several matrices with the same input (q/k/v or gate/up stored apart):
+ * y[i] = x · w[i]ᵀ, each as sr_matmul computes it.  Under the int8 kernels,
+ * decode (n <= 8) over tiled parts of one format and width runs as one call
+ * (the activations quantized once, one parallel loop); otherwise one
+ * sr_matmul per part. */
+#define SR_MATMUL_MAX_PARTS 3
+void sr_matmul_parts(const sr_qmatrix *w, int parts, const float *x, int64_t n, int64_t ldx,
+                     float *const *y, int64_t ldy);
+/* The one-call int8 path explicitly: 0 when it computed every y[i], -1 when
+ * it cannot take the call (y untouched). */
+int sr_matmul_int8_parts(const sr_qmatrix *w, int parts, const float *x, int64_t n, int64_t ldx,
+                         float *const *y, int64_t ldy);
+
 #endif

@@ -862,6 +862,33 @@ static TARGET int decode_tiles(const sr_qmatrix *w, const float *x, int64_t n, i
     return 0;
 }
 
+/* Several tiled matrices of one format and width against the same columns
+ * (q/k/v or gate/up stored apart): the activations quantized once and one
+ * parallel loop over all their tiles, so the parts cost one start and one
+ * end of a parallel region instead of one each.  -1: buffers. */
+static TARGET int decode_tiles_parts(const sr_qmatrix *w, int parts, const float *x, int64_t n,
+                                     int64_t ldx, float *const *y, int64_t ldy)
+{
+    xquant xq;
+    if (xquant_make(x, n, ldx, w[0].cols, w[0].fmt, &xq)) {
+        xquant_free(&xq);
+        return -1;
+    }
+    int64_t first[SR_MATMUL_MAX_PARTS + 1] = {0}, elems = 0;
+    for (int i = 0; i < parts; i++) {
+        first[i + 1] = first[i] + (w[i].rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
+        elems += w[i].rows * w[i].cols;
+    }
+#pragma omp parallel for schedule(guided, 4) if (elems >= PARALLEL_MIN_ELEMS)
+    for (int64_t t = 0; t < first[parts]; t++) {
+        int i = 0;
+        while (t >= first[i + 1]) i++;
+        tile_decode_one(&w[i], &xq, n, t - first[i], y[i], ldy);
+    }
+    xquant_free(&xq);
+    return 0;
+}
+
 /* ---- entry ---------------------------------------------------------------- */
 
 int sr_matmul_int8_fits(const sr_qmatrix *w)
@@ -881,6 +908,19 @@ int sr_matmul_int8(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, 
     if (n <= 8) return w->tiles ? decode_tiles(w, x, n, ldx, y, ldy)
                                 : decode_int8(w, x, n, ldx, y, ldy);
     return prefill_int8(w, x, n, ldx, y, ldy);
+}
+
+int sr_matmul_int8_parts(const sr_qmatrix *w, int parts, const float *x, int64_t n, int64_t ldx,
+                         float *const *y, int64_t ldy)
+{
+    if (parts < 1 || parts > SR_MATMUL_MAX_PARTS || n < 1 || n > 8 ||
+        !sr_matmul_int8_available())
+        return -1;
+    for (int i = 0; i < parts; i++)
+        if (!w[i].tiles || !sr_matmul_int8_fits(&w[i]) || w[i].fmt != w[0].fmt ||
+            w[i].cols != w[0].cols || w[i].rows <= 0 || w[i].cols <= 0)
+            return -1;
+    return decode_tiles_parts(w, parts, x, n, ldx, y, ldy);
 }
 
 #else /* no AVX-512 VNNI kernels in this build: the exact path runs */
@@ -906,6 +946,13 @@ int sr_matmul_int8(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, 
                    int64_t ldy)
 {
     (void)w, (void)x, (void)n, (void)ldx, (void)y, (void)ldy;
+    return -1;
+}
+
+int sr_matmul_int8_parts(const sr_qmatrix *w, int parts, const float *x, int64_t n, int64_t ldx,
+                         float *const *y, int64_t ldy)
+{
+    (void)w, (void)parts, (void)x, (void)n, (void)ldx, (void)y, (void)ldy;
     return -1;
 }
 #endif

@@ -293,7 +293,9 @@ static void rmsnorm_rows(const float *x, const float *w, int T, int64_t n, float
 static void proj_forward(const sr_proj *p, const float *u, int T, int64_t ldu, const int32_t *a,
                          float *y, int64_t ldy, float *lora_scratch)
 {
-    for (int i = 0; i < p->n_parts; i++) sr_matmul(&p->w[i], u, T, ldu, y + p->part_off[i], ldy);
+    float *yp[SR_PROJ_MAX_PARTS];
+    for (int i = 0; i < p->n_parts; i++) yp[i] = y + p->part_off[i];
+    sr_matmul_parts(p->w, p->n_parts, u, T, ldu, yp, ldy);
     if (p->bias)
         for (int t = 0; t < T; t++)
             for (int64_t j = 0; j < p->rows; j++) y[t * ldy + j] += p->bias[j];

@@ -597,6 +597,69 @@ static void test_nonfinite_activations(void **state)
         }
 }
 
+/* sr_matmul_parts: tiled parts of one format and width (q/k/v of 3B's
+ * shape ratio, with a partial last tile) give each part's sr_matmul_int8
+ * result bit for bit (the same kernel on the same quantized activations),
+ * into an interleaved output as the forward pass lays it out; parts it
+ * cannot take as one call (untiled, mixed widths, prefill, exact mode)
+ * give each part's sr_matmul. */
+static void test_parts(void **state)
+{
+    (void)state;
+    const int64_t cols = 256, rows[3] = {160, 40, 40}, ldy = 160 + 40 + 40;
+    for (size_t f = 0; f < sizeof int8_formats / sizeof *int8_formats; f++)
+        for (int64_t n = 1; n <= 12; n += 11) {
+            test_matrix m[3];
+            sr_qmatrix w[3], tiled[3];
+            for (int i = 0; i < 3; i++) {
+                make_matrix(&m[i], int8_formats[f], rows[i] + (i == 2 ? 3 : 0), cols, 64);
+                w[i] = m[i].w;
+                tiled[i] = sr_qmatrix_borrow(&m[i].w);
+                assert_int_equal(sr_qtile_make(&tiled[i]), 0);
+                assert_non_null(tiled[i].tiles);
+            }
+            w[2].rows = tiled[2].rows = rows[2] - 3; /* 37 rows: a partial tile */
+            float *x = random_floats(n * cols);
+            for (int mode = 0; mode < 2; mode++) {
+                sr_matmul_set_mode(mode ? SR_MATMUL_INT8 : SR_MATMUL_EXACT);
+                for (int t = 0; t < 2; t++) {
+                    const sr_qmatrix *src = t ? tiled : w;
+                    float *want = sentinel_y(n, ldy), *got = sentinel_y(n, ldy);
+                    float *yw[3] = {want, want + rows[0], want + rows[0] + rows[1]};
+                    float *yg[3] = {got, got + rows[0], got + rows[0] + rows[1]};
+                    for (int i = 0; i < 3; i++) sr_matmul(&src[i], x, n, cols, yw[i], ldy);
+                    sr_matmul_parts(src, 3, x, n, cols, yg, ldy);
+                    for (int64_t i = 0; i < n * ldy; i++) assert_true(same_bits(want[i], got[i]));
+                    /* the one-call path takes exactly the tiled decode calls
+                     * (whatever the mode: it is the int8 path explicitly) */
+                    for (int64_t i = 0; i < n * ldy; i++) got[i] = SENTINEL;
+                    const int one = sr_matmul_int8_parts(src, 3, x, n, cols, yg, ldy) == 0;
+                    assert_int_equal(one, t == 1 && n <= 8);
+                    for (int64_t i = 0; i < n * ldy; i++) {
+                        if (!one) assert_true(same_bits(got[i], SENTINEL));
+                        else if (mode == 1) assert_true(same_bits(got[i], want[i]));
+                    }
+                    free(want);
+                    free(got);
+                }
+            }
+            /* mixed widths: not one call */
+            sr_qmatrix narrow = tiled[1];
+            narrow.cols = 128;
+            sr_qmatrix mixed[2] = {tiled[0], narrow};
+            float *y = sentinel_y(1, ldy), *ym[2] = {y, y + rows[0]};
+            assert_int_equal(sr_matmul_int8_parts(mixed, 2, x, 1, cols, ym, ldy), -1);
+            assert_true(same_bits(y[0], SENTINEL));
+            free(y);
+            sr_matmul_set_mode(SR_MATMUL_EXACT);
+            free(x);
+            for (int i = 0; i < 3; i++) {
+                sr_qmatrix_free(&tiled[i]);
+                free_matrix(&m[i]);
+            }
+        }
+}
+
 int main(void)
 {
     if (!sr_matmul_int8_available()) {
@@ -612,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_threads_deterministic),
         cmocka_unit_test(test_alloc_failure_falls_back),
         cmocka_unit_test(test_nonfinite_activations),
+        cmocka_unit_test(test_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
