@@ -115,17 +115,23 @@ INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float
         }
 }
 
-/* Row r times one column: four partial sums (the FMA latency), no software
- * prefetch.  A thread's rows follow each other in memory, so row by row it
- * reads one stream; 4 rows at once (4 streams, sharing each x load) held
- * the reads from DRAM back: bf16 8192x2560 on the Zen 4 dev VM, two cores,
- * 62 % of a 63.5 GB/s probe with 4 rows, 85 % row by row (BENCHMARKS.md).
+/* Row r times one column: four partial sums (the FMA latency).  A thread's
+ * rows follow each other in memory, so row by row it reads one stream; 4
+ * rows at once (4 streams, sharing each x load) held the reads from DRAM
+ * back: bf16 8192x2560 on the Zen 4 dev VM, two cores, 62 % of a 63.5 GB/s
+ * probe with 4 rows, 85 % row by row (BENCHMARKS.md).  Every line is also
+ * asked for into L2 ROW1_PREFETCH_AHEAD bytes ahead (past the row end: the
+ * next row, the same stream): 8192x2560 against the probe pass before each
+ * call, bf16 92 -> 97 % at ~36 GB/s and 68-71 -> 75-80 % at ~60 GB/s, f32
+ * 93 -> 98 % and 81-82 -> 89 %; 512-1024 bytes ahead did as well, 2048
+ * lost for bf16, into L1 lost everywhere (BENCHMARKS.md).
  * Only while x stays in L1 beside the stream (ROW1_MAX_COLS): with 8192
  * columns (32 KiB of x) row by row reloads x from L2 for every row and
  * fell to 50-70 % of the 4-row rate.  Not for LLM.int8 codes either: at
  * 4 x loads per 64 weight bytes row by row read 24-25 GB/s against 32-35
  * with 4 rows sharing them (BENCHMARKS.md). */
 #define ROW1_MAX_COLS 4096
+#define ROW1_PREFETCH_AHEAD 1024
 INLINE void dense_row1(sr_wformat f, const void *data, int64_t ldw, const float *scb,
                        int64_t cols, const float *x, float *y, int64_t r)
 {
@@ -133,6 +139,8 @@ INLINE void dense_row1(sr_wformat f, const void *data, int64_t ldw, const float 
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t j = 0;
     for (; j + 64 <= cols; j += 64) {
+        const char *ahead = row + (size_t)j * elem_size(f) + ROW1_PREFETCH_AHEAD;
+        for (int l = 0; l < 64 * (int)elem_size(f); l += 64) _mm_prefetch(ahead + l, _MM_HINT_T1);
         a0 = _mm512_fmadd_ps(load16(f, row, j), _mm512_loadu_ps(x + j), a0);
         a1 = _mm512_fmadd_ps(load16(f, row, j + 16), _mm512_loadu_ps(x + j + 16), a1);
         a2 = _mm512_fmadd_ps(load16(f, row, j + 32), _mm512_loadu_ps(x + j + 32), a2);
