@@ -539,6 +539,7 @@ static void test_bench_quant_json(void **state)
     json_array_foreach(dec, i, row) {
         assert_true(json_real_value(json_object_get(row, "weight_gbps")) > 0);
         assert_true(json_real_value(json_object_get(row, "ratio_to_bandwidth")) > 0);
+        assert_true(json_real_value(json_object_get(row, "paired_read_ratio_median")) > 0);
     }
     assert_true(json_array_size(pre) >= 14);
     json_array_foreach(pre, i, row) {
