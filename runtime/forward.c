@@ -290,6 +290,9 @@ static void rmsnorm_rows(const float *x, const float *w, int T, int64_t n, float
 }
 
 /* y[T][ldy] = u · Wᵀ (+ bias) (+ LoRA of each token's adapter). */
+/* Every proj's parts fit one sr_matmul_parts call. */
+_Static_assert(SR_PROJ_MAX_PARTS <= SR_MATMUL_MAX_PARTS, "proj parts beyond sr_matmul_parts");
+
 static void proj_forward(const sr_proj *p, const float *u, int T, int64_t ldu, const int32_t *a,
                          float *y, int64_t ldy, float *lora_scratch)
 {

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,4 +132,18 @@ int bw_measure(int threads, int runs, bw_result *out)
     out->runs = runs;
     bw_probe_close(&p);
     return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bw_paired_quantile(double *v, size_t n, double q)
+{
+    if (!n) return 0;
+    qsort(v, n, sizeof *v, cmp_double);
+    size_t i = (size_t)(q * (double)n);
+    return v[i < n ? i : n - 1];
 }

@@ -43,4 +43,9 @@ double bw_probe_pass(bw_probe *p);           /* one pass: GB/s */
 double bw_probe_read(bw_probe *p, uint64_t bytes);
 void bw_probe_close(bw_probe *p);
 
+/* Quantile q (0..1, nearest rank) of n ratios of kernel rate to the probe
+ * read just before each kernel call ("paired"): sorts v in place; 0 if
+ * n == 0. */
+double bw_paired_quantile(double *v, size_t n, double q);
+
 #endif

@@ -215,12 +215,6 @@ static void run_decode_round(decode_ctx *c)
     }
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct prefill_ctx {
     const sr_qmatrix *w;
     const float *x;
@@ -377,8 +371,7 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
         /* best against best mixes minutes where the host's bandwidth moves
          * (BENCHMARKS.md); the median of the calls each against the probe
          * read just before it does not */
-        qsort(paired, (size_t)ctx.npaired, sizeof *paired, cmp_double);
-        const double paired_med = ctx.npaired ? paired[ctx.npaired / 2] : 0;
+        const double paired_med = bw_paired_quantile(paired, (size_t)ctx.npaired, 0.5);
         sr_free_aligned(paired);
         char label[32];
         snprintf(label, sizeof label, "%s%s", formats[f].label, tiles ? " tiles" : "");

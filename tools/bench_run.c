@@ -341,12 +341,6 @@ static int one_run(runner *rn, const sr_model *m, const int32_t *prompt, const o
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double peak_rss_bytes(void)
 {
     struct rusage ru;
@@ -603,11 +597,10 @@ int bench_run(int argc, char **argv)
     /* The host's bandwidth can move by 2x within a run (BENCHMARKS.md), and
      * `ratio` holds every step to the best probe of the run; the paired
      * ratio holds each step to the probe pass just before it. */
-    const int n_paired = o.gen * o.runs;
-    qsort(paired, (size_t)n_paired, sizeof *paired, cmp_double);
-    const double paired_q1 = n_paired ? paired[n_paired / 4] : 0;
-    const double paired_med = n_paired ? paired[n_paired / 2] : 0;
-    const double paired_q3 = n_paired ? paired[(3 * n_paired) / 4] : 0;
+    const size_t n_paired = (size_t)o.gen * (size_t)o.runs;
+    const double paired_q1 = bw_paired_quantile(paired, n_paired, 0.25);
+    const double paired_med = bw_paired_quantile(paired, n_paired, 0.5);
+    const double paired_q3 = bw_paired_quantile(paired, n_paired, 0.75);
     const bool int8 = sr_matmul_get_mode() == SR_MATMUL_INT8 && sr_matmul_int8_available();
     const char *prefill_mode =
         int8 ? "int8" :
