@@ -122,8 +122,8 @@ INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float
  * probe with 4 rows, 85 % row by row (BENCHMARKS.md).  Every line is also
  * asked for into L2 ROW1_PREFETCH_AHEAD bytes ahead (past the row end: the
  * next row, the same stream): 8192x2560 against the probe pass before each
- * call, bf16 92 -> 97 % at ~36 GB/s and 68-71 -> 75-80 % at ~60 GB/s, f32
- * 93 -> 98 % and 81-82 -> 89 %; 512-1024 bytes ahead did as well, 2048
+ * call, bf16 84-92 -> 91-98 % at ~36 GB/s and 67-71 -> 75-80 % at ~60 GB/s,
+ * f32 93 -> 98 % and 81-82 -> 89 %; 512-1024 bytes ahead did as well, 2048
  * lost for bf16, into L1 lost everywhere (BENCHMARKS.md).
  * Only while x stays in L1 beside the stream (ROW1_MAX_COLS): with 8192
  * columns (32 KiB of x) row by row reloads x from L2 for every row and
