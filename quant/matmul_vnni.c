@@ -844,30 +844,13 @@ static TARGET void tile_decode_one(const sr_qmatrix *w, const xquant *xq, int64_
     FOR_N(TILE_CALL)
 }
 
-/* n <= 8 columns over w's tiles.  Returns -1 if the buffers cannot be had. */
-static TARGET int decode_tiles(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx,
-                               float *y, int64_t ldy)
-{
-    const int64_t rows = w->rows, cols = w->cols;
-    xquant xq;
-    if (xquant_make(x, n, ldx, cols, w->fmt, &xq)) {
-        xquant_free(&xq);
-        return -1;
-    }
-    const int64_t ntiles = (rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
-    /* guided, as decode_int8 */
-#pragma omp parallel for schedule(guided, 4) if (rows * cols >= PARALLEL_MIN_ELEMS)
-    for (int64_t t = 0; t < ntiles; t++) tile_decode_one(w, &xq, n, t, y, ldy);
-    xquant_free(&xq);
-    return 0;
-}
-
-/* Several tiled matrices of one format and width against the same columns
- * (q/k/v or gate/up stored apart): the activations quantized once and one
- * parallel loop over all their tiles, so the parts cost one start and one
- * end of a parallel region instead of one each.  -1: buffers. */
-static TARGET int decode_tiles_parts(const sr_qmatrix *w, int parts, const float *x, int64_t n,
-                                     int64_t ldx, float *const *y, int64_t ldy)
+/* n <= 8 columns over the tiles of one matrix, or of several of one format
+ * and width against the same columns (q/k/v or gate/up stored apart): the
+ * activations quantized once and one parallel loop over all their tiles, so
+ * the parts cost one start and one end of a parallel region instead of one
+ * each.  Returns -1 if the buffers cannot be had. */
+static TARGET int decode_tiles(const sr_qmatrix *w, int parts, const float *x, int64_t n,
+                               int64_t ldx, float *const *y, int64_t ldy)
 {
     xquant xq;
     if (xquant_make(x, n, ldx, w[0].cols, w[0].fmt, &xq)) {
@@ -905,7 +888,7 @@ int sr_matmul_int8(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, 
 {
     if (!sr_matmul_int8_available() || !sr_matmul_int8_fits(w) || w->cols <= 0) return -1;
     if (n <= 0 || w->rows <= 0) return 0;
-    if (n <= 8) return w->tiles ? decode_tiles(w, x, n, ldx, y, ldy)
+    if (n <= 8) return w->tiles ? decode_tiles(w, 1, x, n, ldx, &y, ldy)
                                 : decode_int8(w, x, n, ldx, y, ldy);
     return prefill_int8(w, x, n, ldx, y, ldy);
 }
@@ -920,7 +903,7 @@ int sr_matmul_int8_parts(const sr_qmatrix *w, int parts, const float *x, int64_t
         if (!w[i].tiles || !sr_matmul_int8_fits(&w[i]) || w[i].fmt != w[0].fmt ||
             w[i].cols != w[0].cols || w[i].rows <= 0 || w[i].cols <= 0)
             return -1;
-    return decode_tiles_parts(w, parts, x, n, ldx, y, ldy);
+    return decode_tiles(w, parts, x, n, ldx, y, ldy);
 }
 
 #else /* no AVX-512 VNNI kernels in this build: the exact path runs */
