@@ -94,33 +94,32 @@ static void make_int8(const sr_qmatrix *w, uint8_t *buf, float *rs, int64_t ntil
 int sr_qtile_make(sr_qmatrix *w)
 {
     if (!sr_qtile_fits(w)) return 0;
-    if (w->fmt == SR_W_INT8) {
-        const int64_t ntiles = (int64_t)tile_count(w), tb = sr_qtile_tile_bytes(w);
-        uint8_t *buf = sr_malloc_aligned((size_t)(ntiles * tb) +
-                                         (size_t)ntiles * SR_QTILE_ROWS * sizeof(float));
-        if (!buf) return -1;
-        float *rs = (float *)(buf + ntiles * tb);
-        make_int8(w, buf, rs, ntiles, tb);
-        sr_free_aligned(w->tile_buf);
-        w->tile_buf = buf;
-        w->tiles = buf;
-        w->tile_row_scale = rs;
-        advise_cold(w->data, (size_t)(w->rows * w->cols));
-        return 0;
-    }
-    const int64_t rows = w->rows, cols = w->cols, nchunk = cols / 8;
-    const int64_t ntiles = (int64_t)tile_count(w), tb = sr_qtile_tile_bytes(w);
-    const int64_t nbr = cols / w->blocksize; /* blocks per row */
-    const int64_t per_group = w->blocksize / 4; /* chunks of a full group */
-    uint8_t *buf = sr_malloc_aligned((size_t)(ntiles * tb) +
-                                     (size_t)ntiles * SR_QTILE_ROWS * sizeof(float));
+    uint8_t *buf = sr_malloc_aligned((size_t)sr_qtile_bytes(w));
     if (!buf) return -1;
-    float *rs = (float *)(buf + ntiles * tb); /* tb is a multiple of 64 */
-    const uint8_t *src = w->data;
-    sr_free_aligned(w->tile_buf);
+    sr_qtile_make_in(w, buf);
     w->tile_buf = buf;
+    return 0;
+}
+
+void sr_qtile_make_in(sr_qmatrix *w, void *dst_buf)
+{
+    if (!sr_qtile_fits(w)) return;
+    uint8_t *buf = dst_buf;
+    const int64_t ntiles = (int64_t)tile_count(w), tb = sr_qtile_tile_bytes(w);
+    float *rs = (float *)(buf + ntiles * tb); /* tb is a multiple of 64 */
+    sr_free_aligned(w->tile_buf);
+    w->tile_buf = NULL;
     w->tiles = buf;
     w->tile_row_scale = rs;
+    if (w->fmt == SR_W_INT8) {
+        make_int8(w, buf, rs, ntiles, tb);
+        advise_cold(w->data, (size_t)(w->rows * w->cols));
+        return;
+    }
+    const int64_t rows = w->rows, cols = w->cols, nchunk = cols / 8;
+    const int64_t nbr = cols / w->blocksize; /* blocks per row */
+    const int64_t per_group = w->blocksize / 4; /* chunks of a full group */
+    const uint8_t *src = w->data;
 #pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
     for (int64_t t = 0; t < ntiles; t++) {
         uint8_t *tile = buf + t * tb;
@@ -146,5 +145,4 @@ int sr_qtile_make(sr_qmatrix *w)
         }
     }
     advise_cold(w->data, (size_t)((rows * cols + 1) / 2));
-    return 0;
 }

@@ -59,6 +59,10 @@ uint64_t sr_qtile_bytes(const sr_qmatrix *w);
 /* Builds w's tiles (replacing any it had).  0 on success or when w does not
  * fit (nothing done); -1 out of memory (w unchanged). */
 int sr_qtile_make(sr_qmatrix *w);
+/* The same into dst, sr_qtile_bytes(w) bytes aligned to 64 that the caller
+ * owns and keeps until w is freed (w->tile_buf stays NULL): a model puts all
+ * its tiles in one buffer so that huge pages cover every byte. */
+void sr_qtile_make_in(sr_qmatrix *w, void *dst);
 
 /* The scale the tiles give row r of tile t for block b of its row
  * (row_scale times the stored f16): what the kernels multiply by.  4-bit

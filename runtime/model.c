@@ -363,6 +363,7 @@ void sr_model_free(sr_model *m)
     sr_free_aligned(m->final_norm);
     sr_qmatrix_free(&m->embed);
     sr_qmatrix_free(&m->head);
+    sr_free_aligned(m->tile_arena);
     sr_rope_free(&m->rope);
     sr_catalog_free(&m->cat);
     sr_adapter_meta_free(&m->meta);
@@ -417,11 +418,65 @@ static int tile_proj(sr_proj *p, uint64_t *bytes)
     return 0;
 }
 
-/* The int8 kernels' tiles of every 4-bit projection and of the head.  They
- * only speed the kernels up: without memory for them the untiled int8
- * kernels run (a warning says where). */
+/* Every matrix that gets tiles, in one order for sizing and filling. */
+static int tiled_matrices(sr_model *m, sr_qmatrix **out)
+{
+    int n = 0;
+    for (int l = 0; l < m->L; l++) {
+        sr_proj *p[4] = {&m->layers[l].qkv, &m->layers[l].o, &m->layers[l].mlp_in,
+                         &m->layers[l].mlp_out};
+        for (int j = 0; j < 4; j++)
+            for (int i = 0; i < p[j]->n_parts; i++)
+                if (sr_qtile_fits(&p[j]->w[i])) {
+                    if (out) out[n] = &p[j]->w[i];
+                    n++;
+                }
+    }
+    if (sr_qtile_fits(&m->head)) {
+        if (out) out[n] = &m->head;
+        n++;
+    }
+    return n;
+}
+
+/* All tiles in one buffer.  Decode reads them at the memory's full rate only
+ * from huge pages: a separate buffer per matrix leaves the matrices under
+ * SR_HUGEPAGE_MIN (q, k, v, o of a 3B model) and the last partial 2 MiB of
+ * each other one on 4 KiB pages, about 20 % of the tile bytes, which two
+ * cores read 20-40 % slower (BENCHMARKS.md, "Huge pages").  0: done or
+ * nothing to tile; -1: no memory for the whole (nothing changed). */
+static int make_int8_tile_arena(sr_model *m)
+{
+    const int n = tiled_matrices(m, NULL);
+    if (!n) return 0;
+    sr_qmatrix **w = sr_malloc(sizeof *w * (size_t)n);
+    if (!w) return -1;
+    tiled_matrices(m, w);
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) total += sr_qtile_bytes(w[i]); /* each a multiple of 64 */
+    uint8_t *arena = total <= SIZE_MAX ? sr_malloc_aligned((size_t)total) : NULL;
+    if (!arena) {
+        sr_free(w);
+        return -1;
+    }
+    uint64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        sr_qtile_make_in(w[i], arena + off);
+        off += sr_qtile_bytes(w[i]);
+    }
+    sr_free(w);
+    m->tile_arena = arena;
+    m->tile_bytes = total;
+    return 0;
+}
+
+/* The int8 kernels' tiles of every 4-bit projection and of the head, in one
+ * buffer, or one per matrix when no single buffer can be had.  They only
+ * speed the kernels up: without memory for them the untiled int8 kernels
+ * run (a warning says where). */
 static void make_int8_tiles(sr_model *m, const char *path)
 {
+    if (make_int8_tile_arena(m) == 0) return;
     for (int l = 0; l < m->L; l++) {
         sr_layer_weights *lw = &m->layers[l];
         uint64_t *b = &m->tile_bytes;

@@ -74,6 +74,7 @@ typedef struct sr_model {
     sr_rope rope;
     bool hiding;                        /* Gen A with at least one hiding group */
     uint64_t tile_bytes;                /* int8 kernels' tiles made at load (runs_on_cpu) */
+    void *tile_arena;                   /* all those tiles, when one buffer could hold them */
 
     sr_qmatrix embed;                   /* [V, H] stored precision */
     sr_qmatrix head;                    /* [V, H]: lm_head, or the embedding's bytes when tied */

@@ -12,7 +12,10 @@
  *     (the prefill kernel reads strips from the tiles) and token by token
  *     (the decode kernel);
  *   - the exact kernels never read the tiles: in exact mode the tiled model
- *     gives the untiled model's logits bit for bit.
+ *     gives the untiled model's logits bit for bit;
+ *   - all tiles lie in one buffer of the model (so huge pages cover them),
+ *     in layer order, and a load whose allocations fail one by one either
+ *     fails with an error or gives a model whose tiles are consistent.
  * The model: the golden switch-3a converted to NF4 by `strata convert`
  * (STRATA_EXE); hidden 64, MLP 96, so down_proj (96 columns, blocks of 64)
  * cannot be tiled. */
@@ -30,6 +33,7 @@
 #include "quant/qtile.h"
 #include "runtime/forward.h"
 #include "runtime/strata.h"
+#include "runtime/alloc.h"
 #include "runtime/model.h"
 #include "test_util.h"
 
@@ -99,6 +103,32 @@ static int count_tiled(const sr_model *m, int *untiled_4bit)
     return n;
 }
 
+/* With the arena every tiled matrix's tiles lie in it, one after another in
+ * layer order (the head last), and no matrix owns a tile buffer. */
+static void check_arena(const sr_model *m)
+{
+    if (!m->tile_arena) return;
+    const uint8_t *at = m->tile_arena;
+    const sr_qmatrix *ws[64];
+    int n = 0;
+    for (int l = 0; l < m->L; l++) {
+        const sr_proj *ps[4] = {&m->layers[l].qkv, &m->layers[l].o, &m->layers[l].mlp_in,
+                                &m->layers[l].mlp_out};
+        for (int p = 0; p < 4; p++)
+            for (int i = 0; i < ps[p]->n_parts; i++)
+                if (ps[p]->w[i].tiles) ws[n++] = &ps[p]->w[i];
+    }
+    if (m->head.tiles) ws[n++] = &m->head;
+    assert_true(n > 0 && n <= 64);
+    for (int i = 0; i < n; i++) {
+        assert_ptr_equal(ws[i]->tiles, at);
+        assert_null(ws[i]->tile_buf);
+        assert_int_equal((uintptr_t)at % 64, 0);
+        at += sr_qtile_bytes(ws[i]);
+    }
+    assert_ptr_equal(at, (const uint8_t *)m->tile_arena + m->tile_bytes);
+}
+
 static void test_tiles_where_they_fit(void **state)
 {
     (void)state;
@@ -107,6 +137,9 @@ static void test_tiles_where_they_fit(void **state)
     int untiled_a, untiled_b;
     assert_true(count_tiled(a, &untiled_a) > 0);
     assert_int_equal(untiled_a, a->L); /* down_proj of every layer */
+    assert_non_null(a->tile_arena);
+    check_arena(a);
+    assert_null(b->tile_arena);
     assert_int_equal(count_tiled(b, &untiled_b), 0);
     /* The public API opens a model for the CPU with tiles and says how big they are. */
     strata_model *sm;
@@ -162,6 +195,43 @@ static void test_tiles_same_logits(void **state)
     sr_model_free(b);
 }
 
+/* Every allocation of a CPU model's load failing in turn: the load fails
+ * with an error, or succeeds with its tiles in one consistent state (the
+ * arena, or no tiles where memory ran out: the untiled kernels run); the
+ * sanitizer pass checks that nothing leaks. */
+static void test_tiles_out_of_memory(void **state)
+{
+    (void)state;
+    sr_matmul_set_mode(SR_MATMUL_INT8);
+    sr_alloc_fail_after(-1); /* and count from here */
+    sr_model *m = load(true);
+    const long sites = sr_alloc_count();
+    sr_model_free(m);
+    assert_true(sites > 0);
+    int loaded = 0;
+    for (long k = 0; k < sites; k++) {
+        sr_alloc_fail_after(k);
+        sr_model *f = NULL;
+        sr_error err;
+        const sr_model_opts o = {.runs_on_cpu = true};
+        const int rc = sr_model_load(model_dir, &o, &f, &err);
+        sr_alloc_fail_after(-1);
+        if (rc) {
+            assert_null(f);
+            assert_true(err.msg[0] != 0);
+            continue;
+        }
+        int untiled;
+        loaded++;
+        (void)count_tiled(f, &untiled);
+        check_arena(f);
+        float *lg = logits(f, true);
+        free(lg);
+        sr_model_free(f);
+    }
+    assert_true(loaded > 0);
+}
+
 int main(void)
 {
     if (!sr_matmul_int8_available()) {
@@ -171,6 +241,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiles_where_they_fit),
         cmocka_unit_test(test_tiles_same_logits),
+        cmocka_unit_test(test_tiles_out_of_memory),
     };
     return cmocka_run_group_tests(tests, convert_once, NULL);
 }
