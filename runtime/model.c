@@ -409,16 +409,8 @@ uint64_t sr_kv_bytes(const sr_model *m, int64_t ctx)
            (uint64_t)ctx * 3 * sizeof(int32_t);
 }
 
-static int tile_proj(sr_proj *p, uint64_t *bytes)
-{
-    for (int i = 0; i < p->n_parts; i++) {
-        if (sr_qtile_make(&p->w[i])) return -1;
-        if (p->w[i].tiles) *bytes += sr_qtile_bytes(&p->w[i]);
-    }
-    return 0;
-}
-
-/* Every matrix that gets tiles, in one order for sizing and filling. */
+/* Every matrix that gets tiles, in one order for sizing and filling: the
+ * layers' projections, then the head.  Returns how many (out may be NULL). */
 static int tiled_matrices(sr_model *m, sr_qmatrix **out)
 {
     int n = 0;
@@ -439,59 +431,41 @@ static int tiled_matrices(sr_model *m, sr_qmatrix **out)
     return n;
 }
 
-/* All tiles in one buffer.  Decode reads them at the memory's full rate only
- * from huge pages: a separate buffer per matrix leaves the matrices under
+/* The int8 kernels' tiles of every 4-bit and LLM.int8 projection and of the
+ * head, all in one buffer: decode reads them at the memory's full rate only
+ * from huge pages, and a buffer per matrix left the matrices under
  * SR_HUGEPAGE_MIN (q, k, v, o of a 3B model) and the last partial 2 MiB of
- * each other one on 4 KiB pages, about 20 % of the tile bytes, which two
- * cores read 20-40 % slower (BENCHMARKS.md, "Huge pages").  0: done or
- * nothing to tile; -1: no memory for the whole (nothing changed). */
-static int make_int8_tile_arena(sr_model *m)
+ * every other one on 4 KiB pages, 18 % of the tile bytes, which two cores
+ * read 23-30 % slower (BENCHMARKS.md, forward pass, "Sixth pass").  Without
+ * memory for that buffer, one per matrix; without that, the untiled int8
+ * kernels run from the first matrix that has none (a warning says so). */
+static void make_int8_tiles(sr_model *m, const char *path)
 {
     const int n = tiled_matrices(m, NULL);
-    if (!n) return 0;
+    if (!n) return;
     sr_qmatrix **w = sr_malloc(sizeof *w * (size_t)n);
-    if (!w) return -1;
+    if (!w) {
+        sr_warn("model %s: no memory for the int8 tiles: the untiled int8 kernels run", path);
+        return;
+    }
     tiled_matrices(m, w);
     uint64_t total = 0;
     for (int i = 0; i < n; i++) total += sr_qtile_bytes(w[i]); /* each a multiple of 64 */
     uint8_t *arena = total <= SIZE_MAX ? sr_malloc_aligned((size_t)total) : NULL;
-    if (!arena) {
-        sr_free(w);
-        return -1;
-    }
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
-        sr_qtile_make_in(w[i], arena + off);
+        if (arena) {
+            sr_qtile_make_in(w[i], arena + off);
+        } else if (sr_qtile_make(w[i])) {
+            sr_warn("model %s: no memory for the int8 tiles of %d of %d matrices: the untiled "
+                    "int8 kernels run there", path, n - i, n);
+            break;
+        }
         off += sr_qtile_bytes(w[i]);
     }
     sr_free(w);
     m->tile_arena = arena;
-    m->tile_bytes = total;
-    return 0;
-}
-
-/* The int8 kernels' tiles of every 4-bit projection and of the head, in one
- * buffer, or one per matrix when no single buffer can be had.  They only
- * speed the kernels up: without memory for them the untiled int8 kernels
- * run (a warning says where). */
-static void make_int8_tiles(sr_model *m, const char *path)
-{
-    if (make_int8_tile_arena(m) == 0) return;
-    for (int l = 0; l < m->L; l++) {
-        sr_layer_weights *lw = &m->layers[l];
-        uint64_t *b = &m->tile_bytes;
-        if (tile_proj(&lw->qkv, b) || tile_proj(&lw->o, b) || tile_proj(&lw->mlp_in, b) ||
-            tile_proj(&lw->mlp_out, b)) {
-            sr_warn("model %s: no memory for the int8 tiles of layer %d: the untiled int8 "
-                    "kernels run from there on", path, l);
-            return;
-        }
-    }
-    if (sr_qtile_make(&m->head))
-        sr_warn("model %s: no memory for the int8 tiles of the head: the untiled int8 kernels "
-                "run there", path);
-    else if (m->head.tiles)
-        m->tile_bytes += sr_qtile_bytes(&m->head);
+    m->tile_bytes = off;
 }
 
 int sr_model_load(const char *path, const sr_model_opts *opts, sr_model **out, sr_error *err)
