@@ -36,17 +36,18 @@ STUBS = {
     "libnccl.so.2": "nvidia/nccl/lib",
     "libnvshmem_host.so.3": "nvidia/nvshmem/lib",
 }
-# Unversioned imports are assigned to a library by their prefix.
+# Unversioned imports are assigned to a library by their prefix (the longest
+# that matches: cublasLt before cublas, cusparseLt before cusparse).
 PREFIX = {
-    "libnccl.so.2": ("nccl",),
-    "libcusparseLt.so.0": ("cusparseLt",),
-    "libnvshmem_host.so.3": ("nvshmem",),
-    "libcurand.so.10": ("curand",),
-    "libcufft.so.11": ("cufft",),
-    "libcudnn.so.9": ("cudnn",),
-    "libcublasLt.so.12": ("cublasLt",),
-    "libcublas.so.12": ("cublas",),
-    "libcusparse.so.12": ("cusparse",),
+    "libnccl.so.2": "nccl",
+    "libcusparseLt.so.0": "cusparseLt",
+    "libnvshmem_host.so.3": "nvshmem",
+    "libcurand.so.10": "curand",
+    "libcufft.so.11": "cufft",
+    "libcudnn.so.9": "cudnn",
+    "libcublasLt.so.12": "cublasLt",
+    "libcublas.so.12": "cublas",
+    "libcusparse.so.12": "cusparse",
 }
 
 
@@ -85,12 +86,8 @@ def imports(path):
 
 
 def owner(sym):
-    best = None
-    for lib, prefixes in PREFIX.items():
-        for p in prefixes:
-            if sym.startswith(p) and (best is None or len(p) > len(best[1])):
-                best = (lib, p)
-    return best[0] if best else None
+    libs = [lib for lib, p in PREFIX.items() if sym.startswith(p)]
+    return max(libs, key=lambda lib: len(PREFIX[lib])) if libs else None
 
 
 def main():
@@ -130,20 +127,15 @@ def main():
                         "    abort();\n}\n")
                 for s in syms:
                     f.write(f'void {s}(void) {{ stub("{s}"); }}\n')
-            # Versioned symbols go into their version node; unversioned ones
-            # into the first node, or an anonymous one when there is none.
-            names = sorted(v for v in nodes if v)
+            # Versioned symbols go into their version node, unversioned ones
+            # into the first node (anonymous when there is no version).
+            names = sorted(v for v in nodes if v) or [None]
             with open(vs, "w") as f:
-                if names:
-                    for i, v in enumerate(names):
-                        s = nodes[v] | (nodes.get(None, set()) if i == 0 else set())
-                        body = "".join(f"{x}; " for x in sorted(s))
-                        f.write(f"{v} {{ global: {body}{'local: *; ' if i == 0 else ''}}};\n")
-                elif syms:
-                    body = "".join(f"{x}; " for x in syms)
-                    f.write(f"{{ global: {body}local: *; }};\n")
-                else:  # linked but nothing imported: only the soname is needed
-                    f.write("{ local: *; };\n")
+                for i, v in enumerate(names):
+                    s = nodes.get(v, set()) | (nodes.get(None, set()) if i == 0 else set())
+                    body = "".join(f"{x}; " for x in sorted(s))
+                    f.write(f"{v or ''} {{ {'global: ' + body if body else ''}"
+                            f"{'local: *; ' if i == 0 else ''}}};\n")
             dest_dir = os.path.join(site, STUBS[lib])
             os.makedirs(dest_dir, exist_ok=True)
             dest = os.path.join(dest_dir, lib)
