@@ -110,6 +110,21 @@ void sr_q4_permute_x(const float *x, int64_t n, int64_t ldx, int64_t cols, int g
             }
 }
 
+void sr_bf16_split_x(const float *x, int64_t n, int64_t ldx, int64_t cols, int group, float *xp)
+{
+    const int64_t whole = cols / group * group;
+    for (int64_t c = 0; c < n; c++) {
+        const float *src = x + c * ldx;
+        float *dst = xp + c * cols;
+        for (int64_t g = 0; g < whole; g += group)
+            for (int i = 0; i < group / 2; i++) {
+                dst[g + i] = src[g + 2 * i];
+                dst[g + group / 2 + i] = src[g + 2 * i + 1];
+            }
+        for (int64_t j = whole; j < cols; j++) dst[j] = src[j];
+    }
+}
+
 /* Rows per unit of OpenMP work: a multiple of 16 keeps threads off each
  * other's cache lines of y. */
 #define ROW_CHUNK 16
@@ -168,6 +183,15 @@ static void decode_block(const sr_kernels *k, const sr_qmatrix *w, const float *
             return;
         }
         sr_q4_permute_x(x, n, ldx, cols, k->q4_group, xp);
+        x = xp;
+        ldx = cols;
+    } else if (w->fmt == SR_W_BF16 && k->bf16_group) {
+        xp = sr_malloc_aligned((size_t)(n * cols) * sizeof(float));
+        if (!xp) {
+            sr_matmul_ref(w, x, n, ldx, y, ldy);
+            return;
+        }
+        sr_bf16_split_x(x, n, ldx, cols, k->bf16_group, xp);
         x = xp;
         ldx = cols;
     }

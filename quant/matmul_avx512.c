@@ -65,6 +65,16 @@ INLINE __m512 load16_mask(sr_wformat f, const void *row, int64_t j, __mmask16 m)
     }
 }
 
+/* 32 bf16 weights (64 bytes) as f32: the even elements and the odd ones, to
+ * be multiplied with x split the same way (matmul_kernels.h). */
+enum { BF16_GROUP = 32 };
+INLINE void load32_bf16_split(const void *row, int64_t j, __m512 *even, __m512 *odd)
+{
+    const __m512i v = _mm512_loadu_si512((const uint16_t *)row + j);
+    *even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    *odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+
 static size_t elem_size(sr_wformat f)
 {
     return f == SR_W_F32 ? 4 : f == SR_W_INT8 ? 1 : 2;
@@ -85,6 +95,22 @@ INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float
     }
     int64_t j = 0;
     const int64_t line_elems = 64 / (int64_t)elem_size(f);
+    if (f == SR_W_BF16) /* x split in groups of 32 (one line per row) */
+        for (; j + BF16_GROUP <= cols; j += BF16_GROUP) {
+            __m512 we[4], wo[4];
+            UNROLL for (int i = 0; i < R; i++) {
+                sr_prefetch_stream(row[i] + 2 * j, 2 * j, 2 * ldw, R);
+                load32_bf16_split(row[i], j, &we[i], &wo[i]);
+            }
+            UNROLL for (int c = 0; c < n; c++) {
+                __m512 xe = _mm512_loadu_ps(x + c * ldx + j);
+                __m512 xo = _mm512_loadu_ps(x + c * ldx + j + BF16_GROUP / 2);
+                PIN(xe);
+                PIN(xo);
+                UNROLL for (int i = 0; i < R; i++)
+                    acc[i][c] = _mm512_fmadd_ps(wo[i], xo, _mm512_fmadd_ps(we[i], xe, acc[i][c]));
+            }
+        }
     for (; j + 16 <= cols; j += 16) {
         __m512 wv[4];
         UNROLL for (int i = 0; i < R; i++) {
@@ -138,6 +164,27 @@ INLINE void dense_row1(sr_wformat f, const void *data, int64_t ldw, const float 
     const char *row = (const char *)data + (size_t)(r * ldw) * elem_size(f);
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t j = 0;
+    if (f == SR_W_BF16) { /* x split in groups of 32 */
+        for (; j + 2 * BF16_GROUP <= cols; j += 2 * BF16_GROUP) {
+            const char *ahead = row + 2 * j + ROW1_PREFETCH_AHEAD;
+            _mm_prefetch(ahead, _MM_HINT_T1);
+            _mm_prefetch(ahead + 64, _MM_HINT_T1);
+            __m512 e0, o0, e1, o1;
+            load32_bf16_split(row, j, &e0, &o0);
+            load32_bf16_split(row, j + BF16_GROUP, &e1, &o1);
+            a0 = _mm512_fmadd_ps(e0, _mm512_loadu_ps(x + j), a0);
+            a1 = _mm512_fmadd_ps(o0, _mm512_loadu_ps(x + j + 16), a1);
+            a2 = _mm512_fmadd_ps(e1, _mm512_loadu_ps(x + j + 32), a2);
+            a3 = _mm512_fmadd_ps(o1, _mm512_loadu_ps(x + j + 48), a3);
+        }
+        if (j + BF16_GROUP <= cols) {
+            __m512 e0, o0;
+            load32_bf16_split(row, j, &e0, &o0);
+            a0 = _mm512_fmadd_ps(e0, _mm512_loadu_ps(x + j), a0);
+            a1 = _mm512_fmadd_ps(o0, _mm512_loadu_ps(x + j + 16), a1);
+            j += BF16_GROUP;
+        }
+    }
     for (; j + 64 <= cols; j += 64) {
         const char *ahead = row + (size_t)j * elem_size(f) + ROW1_PREFETCH_AHEAD;
         for (int l = 0; l < 64 * (int)elem_size(f); l += 64) _mm_prefetch(ahead + l, _MM_HINT_T1);
@@ -404,6 +451,7 @@ static TARGET void to_bf16_avx512(const float *in, int64_t count, uint16_t *out)
 const sr_kernels sr_kernels_avx512 = {
     .isa = SR_ISA_AVX512,
     .q4_group = Q4_GROUP,
+    .bf16_group = BF16_GROUP,
     .decode = decode_avx512,
     .dot_f32 = dot_f32_avx512,
     .dequant = dequant_avx512,

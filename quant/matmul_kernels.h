@@ -59,13 +59,28 @@ int sr_q4_decode_fits(const sr_qmatrix *w, int group);
  * the interleaved lane order described above. */
 void sr_q4_permute_x(const float *x, int64_t n, int64_t ldx, int64_t cols, int group, float *xp);
 
+/* bf16 decode layout.  Widening bf16 to f32 is a shift left by 16, and a
+ * 32-bit word holds two bf16 weights: (word << 16) is the even element as
+ * f32 and (word & 0xFFFF0000) the odd one, two plain integer ops per 64
+ * bytes of weights, where widening in order needs a cross-lane shuffle per
+ * 16 weights (the shuffles made the exact bf16 decode compute-bound at two
+ * cores' fast-memory rate, BENCHMARKS.md).  So the driver splits x instead:
+ * each group of `group` elements at g is stored as its even elements, then
+ * its odd ones (xp[g + i] = x[g + 2i], xp[g + group/2 + i] = x[g + 2i + 1]);
+ * elements past the last whole group stay in order.  The products and
+ * their f32 rounding are the same; only the order of the sums changes. */
+void sr_bf16_split_x(const float *x, int64_t n, int64_t ldx, int64_t cols, int group, float *xp);
+
 typedef struct sr_kernels {
     sr_isa isa;
     /* 4-bit decode group size (elements); 0 = no permuted 4-bit kernel. */
     int q4_group;
+    /* bf16 decode group size (elements); 0 = the bf16 kernel takes x as is. */
+    int bf16_group;
     /* y[c*ldy + r] = sum_j W[r,j] * x[c*ldx + j] for r in [r0, r1), c < n,
      * n <= 8.  For 4-bit formats x is the permuted layout (ldx unused) and
-     * sr_q4_decode_fits() holds. */
+     * sr_q4_decode_fits() holds; for bf16 with bf16_group set, x is split
+     * (sr_bf16_split_x) with column stride ldx. */
     void (*decode)(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
                    int64_t ldy, int64_t r0, int64_t r1);
     /* Same for a dense f32 matrix with row stride ldw (rows r0..r1 of w). */

@@ -151,6 +151,8 @@ static const shape shapes[] = {
     {3, 384, 8},     /* 16 blocks per AVX-512 group */
     {300, 512, 64},  /* big enough for several threads */
     {6, 4100, 64},   /* dense n = 1: past ROW1_MAX_COLS, 4 rows at once, a tail of 4 */
+    {5, 80, 16},     /* bf16: two split groups of 32, then 16 in order */
+    {3, 48, 16},     /* bf16: one split group, then 16 in order */
 };
 
 static const int64_t ns[] = {1, 2, 3, 8, 9, 33};
@@ -476,8 +478,8 @@ static void test_allocation_failure_falls_back(void **state)
 {
     (void)state;
     sr_isa top = best_isa();
-    sr_wformat fmts[] = {SR_W_NF4, SR_W_INT8};
-    for (int f = 0; f < 2; f++) {
+    sr_wformat fmts[] = {SR_W_NF4, SR_W_INT8, SR_W_BF16}; /* bf16: the split x */
+    for (int f = 0; f < 3; f++) {
         test_matrix m;
         make_matrix(&m, fmts[f], 40, 256, 64);
         for (int k = 0; k < 2; k++) {
