@@ -155,7 +155,8 @@ INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float
  * columns (32 KiB of x) row by row reloads x from L2 for every row and
  * fell to 50-70 % of the 4-row rate.  Not for LLM.int8 codes either: at
  * 4 x loads per 64 weight bytes row by row read 24-25 GB/s against 32-35
- * with 4 rows sharing them (BENCHMARKS.md). */
+ * with 4 rows sharing them (BENCHMARKS.md).  bf16 takes x split even/odd
+ * (matmul_kernels.h): widening in order was the limit at ~65 GB/s. */
 #define ROW1_MAX_COLS 4096
 #define ROW1_PREFETCH_AHEAD 1024
 INLINE void dense_row1(sr_wformat f, const void *data, int64_t ldw, const float *scb,
