@@ -170,28 +170,23 @@ static void decode_block(const sr_kernels *k, const sr_qmatrix *w, const float *
                          int64_t ldx, float *y, int64_t ldy)
 {
     int64_t rows = w->rows, cols = w->cols;
+    /* x in the order the kernel reads it (matmul_kernels.h).  Kernels
+     * without a permuted 4-bit path (scalar) take every format as is. */
+    const int q4 = sr_wformat_is_4bit(w->fmt) && k->q4_group;
+    const int split = w->fmt == SR_W_BF16 && k->bf16_group;
+    if (q4 && !sr_q4_decode_fits(w, k->q4_group)) {
+        if (decode_rowwise(k, w, x, n, ldx, y, ldy)) sr_matmul_ref(w, x, n, ldx, y, ldy);
+        return;
+    }
     float *xp = NULL;
-    /* Kernels without a permuted 4-bit path (scalar) take every format. */
-    if (sr_wformat_is_4bit(w->fmt) && k->q4_group) {
-        if (!sr_q4_decode_fits(w, k->q4_group)) {
-            if (decode_rowwise(k, w, x, n, ldx, y, ldy)) sr_matmul_ref(w, x, n, ldx, y, ldy);
-            return;
-        }
+    if (q4 || split) {
         xp = sr_malloc_aligned((size_t)(n * cols) * sizeof(float));
         if (!xp) { /* out of memory: slow but allocation-free */
             sr_matmul_ref(w, x, n, ldx, y, ldy);
             return;
         }
-        sr_q4_permute_x(x, n, ldx, cols, k->q4_group, xp);
-        x = xp;
-        ldx = cols;
-    } else if (w->fmt == SR_W_BF16 && k->bf16_group) {
-        xp = sr_malloc_aligned((size_t)(n * cols) * sizeof(float));
-        if (!xp) {
-            sr_matmul_ref(w, x, n, ldx, y, ldy);
-            return;
-        }
-        sr_bf16_split_x(x, n, ldx, cols, k->bf16_group, xp);
+        if (q4) sr_q4_permute_x(x, n, ldx, cols, k->q4_group, xp);
+        else sr_bf16_split_x(x, n, ldx, cols, k->bf16_group, xp);
         x = xp;
         ldx = cols;
     }
