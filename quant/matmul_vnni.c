@@ -763,41 +763,61 @@ INLINE void tile_dot2(__m512i a[8], __m512i b[8], __m512i v0, __m512i v1, const 
     }
 }
 
-INLINE void tile_block(const sr_qmatrix *w, const __m512i tab, const xquant *xq, int64_t t,
-                       float *y, int64_t ldy, __mmask16 mask, const int N)
+/* Band `band` of a 4-bit matrix (qtile.h): panel by panel, the run of each
+ * of its tiles, so the stream goes straight through the band while a
+ * panel's activations stay in L1.  Each tile's sums wait in `part` between
+ * its runs. */
+INLINE void tile_band(const sr_qmatrix *w, const __m512i tab, const xquant *xq, int64_t band,
+                      float *y, int64_t ldy, const int N)
 {
     const __m512i nib = _mm512_set1_epi8(0x0F);
     const int64_t nkb = xq->nkb, nbr = w->cols / w->blocksize;
     const int64_t kpb = w->blocksize / SR_INT8_XBLOCK; /* activation blocks per block */
-    const uint8_t *p = w->tiles + t * sr_qtile_tile_bytes(w);
-    __m512 acc[8];
-    UNROLL for (int c = 0; c < N; c++) acc[c] = _mm512_setzero_ps();
-    for (int64_t b0 = 0; b0 < nbr; b0 += 2) {
-        const __m512i h = _mm512_load_si512(p);
-        const __m512 sg[2] = {_mm512_cvtph_ps(_mm512_castsi512_si256(h)),
-                              _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1))};
-        p += 64;
-        for (int i = 0; i < 2 && b0 + i < nbr; i++)
-            for (int64_t kb = (b0 + i) * kpb; kb < (b0 + i + 1) * kpb; kb++, p += 256) {
-                _mm_prefetch((const char *)p + SR_PREFETCH_AHEAD, _MM_HINT_T1);
-                __m512i a[8], b[8];
-                tile_sums_init(a, b, xq, kb, N);
-                UNROLL for (int k = 0; k < 4; k++) {
-                    const __m512i v = _mm512_load_si512(p + 64 * k);
-                    const __m512i lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(v, nib));
-                    const __m512i hi =
-                        _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
-                    tile_dot2(a, b, lo, hi, xq, kb * SR_INT8_XBLOCK + 8 * k, N);
-                }
-                UNROLL for (int c = 0; c < N; c++)
-                    acc[c] = _mm512_fmadd_ps(
-                        _mm512_cvtepi32_ps(_mm512_add_epi32(a[c], b[c])),
-                        _mm512_mul_ps(sg[i], _mm512_set1_ps(xq->d[c * nkb + kb])), acc[c]);
+    const int64_t t0 = band * SR_QTILE_BAND, left = sr_qtile_count(w) - t0;
+    const int nt = left < SR_QTILE_BAND ? (int)left : SR_QTILE_BAND;
+    const int64_t ng = sr_qtile_groups(w);
+    const uint8_t *p = w->tiles + t0 * sr_qtile_tile_bytes(w);
+    __m512 part[SR_QTILE_BAND][8];
+    for (int k = 0; k < nt; k++)
+        UNROLL for (int c = 0; c < N; c++) part[k][c] = _mm512_setzero_ps();
+    for (int64_t g0 = 0, g1; g0 < ng; g0 = g1) {
+        sr_qtile_panel(w, g0, &g0, &g1);
+        for (int k = 0; k < nt; k++) {
+            __m512 acc[8];
+            UNROLL for (int c = 0; c < N; c++) acc[c] = part[k][c];
+            for (int64_t b0 = 2 * g0; b0 < 2 * g1 && b0 < nbr; b0 += 2) {
+                const __m512i h = _mm512_load_si512(p);
+                const __m512 sg[2] = {_mm512_cvtph_ps(_mm512_castsi512_si256(h)),
+                                      _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1))};
+                p += 64;
+                for (int i = 0; i < 2 && b0 + i < nbr; i++)
+                    for (int64_t kb = (b0 + i) * kpb; kb < (b0 + i + 1) * kpb; kb++, p += 256) {
+                        _mm_prefetch((const char *)p + SR_PREFETCH_AHEAD, _MM_HINT_T1);
+                        __m512i a[8], b[8];
+                        tile_sums_init(a, b, xq, kb, N);
+                        UNROLL for (int q = 0; q < 4; q++) {
+                            const __m512i v = _mm512_load_si512(p + 64 * q);
+                            const __m512i lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(v, nib));
+                            const __m512i hi = _mm512_shuffle_epi8(
+                                tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+                            tile_dot2(a, b, lo, hi, xq, kb * SR_INT8_XBLOCK + 8 * q, N);
+                        }
+                        UNROLL for (int c = 0; c < N; c++)
+                            acc[c] = _mm512_fmadd_ps(
+                                _mm512_cvtepi32_ps(_mm512_add_epi32(a[c], b[c])),
+                                _mm512_mul_ps(sg[i], _mm512_set1_ps(xq->d[c * nkb + kb])), acc[c]);
+                    }
             }
+            UNROLL for (int c = 0; c < N; c++) part[k][c] = acc[c];
+        }
     }
-    const __m512 rs = _mm512_load_ps(w->tile_row_scale + t * SR_QTILE_ROWS);
-    UNROLL for (int c = 0; c < N; c++)
-        _mm512_mask_storeu_ps(y + c * ldy + t * SR_QTILE_ROWS, mask, _mm512_mul_ps(acc[c], rs));
+    for (int k = 0; k < nt; k++) {
+        const int64_t t = t0 + k;
+        const __mmask16 mask = mask16((int)(w->rows - t * SR_QTILE_ROWS));
+        const __m512 rs = _mm512_load_ps(w->tile_row_scale + t * SR_QTILE_ROWS);
+        UNROLL for (int c = 0; c < N; c++)
+            _mm512_mask_storeu_ps(y + c * ldy + t * SR_QTILE_ROWS, mask, _mm512_mul_ps(part[k][c], rs));
+    }
 }
 
 /* LLM.int8 tiles: no lookup (the chunks hold code + 128), 8 chunks per
@@ -826,18 +846,21 @@ INLINE void tile_block_i8(const sr_qmatrix *w, const xquant *xq, int64_t t, floa
         _mm512_mask_storeu_ps(y + c * ldy + t * SR_QTILE_ROWS, mask, _mm512_mul_ps(acc[c], rs));
 }
 
-#define TILE_CALL(N) tile_block(w, tab, xq, t, y, ldy, mask, N)
+#define TILE_CALL(N) tile_band(w, tab, xq, band, y, ldy, N)
 #define TILE_I8_CALL(N) tile_block_i8(w, xq, t, y, ldy, mask, N)
 
-/* Tile t against n columns.  A function of its own with the target
- * attribute: OpenMP's outlined loop body has none, so it may not hold or
- * pass AVX-512 values itself. */
-static TARGET void tile_decode_one(const sr_qmatrix *w, const xquant *xq, int64_t n, int64_t t,
+/* Band `band` (SR_QTILE_BAND tiles, fewer at the end) against n columns.
+ * A function of its own with the target attribute: OpenMP's outlined loop
+ * body has none, so it may not hold or pass AVX-512 values itself. */
+static TARGET void band_decode_one(const sr_qmatrix *w, const xquant *xq, int64_t n, int64_t band,
                                    float *y, int64_t ldy)
 {
-    const __mmask16 mask = mask16((int)(w->rows - t * SR_QTILE_ROWS));
-    if (w->fmt == SR_W_INT8) {
-        FOR_N(TILE_I8_CALL)
+    if (w->fmt == SR_W_INT8) { /* whole tiles, one after another */
+        const int64_t ntiles = (w->rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
+        for (int64_t t = band * SR_QTILE_BAND; t < (band + 1) * SR_QTILE_BAND && t < ntiles; t++) {
+            const __mmask16 mask = mask16((int)(w->rows - t * SR_QTILE_ROWS));
+            FOR_N(TILE_I8_CALL)
+        }
         return;
     }
     const __m512i tab = q4_code_table(w->fmt);
@@ -857,16 +880,17 @@ static TARGET int decode_tiles(const sr_qmatrix *w, int parts, const float *x, i
         xquant_free(&xq);
         return -1;
     }
-    int64_t first[SR_MATMUL_MAX_PARTS + 1] = {0}, elems = 0;
+    const int64_t band_rows = SR_QTILE_BAND * SR_QTILE_ROWS;
+    int64_t first[SR_MATMUL_MAX_PARTS + 1] = {0}, elems = 0; /* first band of each part */
     for (int i = 0; i < parts; i++) {
-        first[i + 1] = first[i] + (w[i].rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
+        first[i + 1] = first[i] + (w[i].rows + band_rows - 1) / band_rows;
         elems += w[i].rows * w[i].cols;
     }
-#pragma omp parallel for schedule(guided, 4) if (elems >= PARALLEL_MIN_ELEMS)
-    for (int64_t t = 0; t < first[parts]; t++) {
+#pragma omp parallel for schedule(guided, 1) if (elems >= PARALLEL_MIN_ELEMS)
+    for (int64_t b = 0; b < first[parts]; b++) {
         int i = 0;
-        while (t >= first[i + 1]) i++;
-        tile_decode_one(&w[i], &xq, n, t - first[i], y[i], ldy);
+        while (b >= first[i + 1]) i++;
+        band_decode_one(&w[i], &xq, n, b - first[i], y[i], ldy);
     }
     xquant_free(&xq);
     return 0;

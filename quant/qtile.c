@@ -122,26 +122,25 @@ void sr_qtile_make_in(sr_qmatrix *w, void *dst_buf)
     const uint8_t *src = w->data;
 #pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
     for (int64_t t = 0; t < ntiles; t++) {
-        uint8_t *tile = buf + t * tb;
         for (int r = 0; r < SR_QTILE_ROWS; r++) {
             const int64_t row = t * SR_QTILE_ROWS + r;
             const float *sc = row < rows ? w->scales + row * nbr : NULL;
             const float m = sc ? row_scale(sc, nbr) : 1.0f;
             rs[t * SR_QTILE_ROWS + r] = m;
+            const uint8_t *s = sc ? src + row * cols / 2 : NULL;
             for (int64_t g = 0; g < (nbr + 1) / 2; g++) {
-                uint16_t *h = (uint16_t *)(tile + g * sr_qtile_group_bytes(w));
+                uint8_t *grp = buf + sr_qtile_group_offset(w, t, g); /* band/panel order */
+                uint16_t *h = (uint16_t *)grp;
                 for (int i = 0; i < 2; i++) {
                     const int64_t b = 2 * g + i;
                     h[16 * i + r] = sc && b < nbr ? sr_f32_to_f16(sc[b] / m) : 0;
                 }
-            }
-            const uint8_t *s = sc ? src + row * cols / 2 : NULL;
-            uint8_t *dst = tile + 64 + 4 * r; /* chunk 0 of group 0, row r */
-            for (int64_t c0 = 0; c0 < nchunk; c0 += per_group, dst += 64) /* skip the scales */
-                for (int64_t c = c0; c < c0 + per_group && c < nchunk; c++, dst += 64) {
+                uint8_t *dst = grp + 64 + 4 * r; /* the group's first chunk, row r */
+                for (int64_t c = g * per_group; c < (g + 1) * per_group && c < nchunk; c++, dst += 64) {
                     const uint32_t o = s ? tile_word(s + 4 * c) : 0;
                     memcpy(dst, &o, 4);
                 }
+            }
         }
     }
     advise_cold(w->data, (size_t)((rows * cols + 1) / 2));

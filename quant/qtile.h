@@ -12,9 +12,9 @@
  * activations come as broadcast quads, each 32-column activation block is
  * scaled once for 16 rows, and a thread reads one contiguous stream.
  *
- * Tile t covers rows 16t .. 16t+15 (rows past the matrix: code 0, scale 0)
- * and is one run of bytes, a group per two blocks of the row (2 x blocksize
- * columns; the last group of a row with an odd block count has one):
+ * Tile t covers rows 16t .. 16t+15 (rows past the matrix: code 0, scale 0),
+ * a group per two blocks of the row (2 x blocksize columns; the last group
+ * of a row with an odd block count has one):
  *
  *     64 bytes   the group's block scales, f16: element 16i + r is row r's
  *                scale of the group's block i (i = 0, 1; zeros if absent)
@@ -33,10 +33,29 @@
  * 2^-25 row_scale).  The int8 kernels' own error (activations in int8, the
  * codes in an int8 table) is an order of magnitude larger (matmul_kernels.h).
  *
+ * Bands and panels (4-bit): tiles 4b .. 4b+3 form band b (the last band may
+ * have fewer), and a band is stored panel by panel: the groups of a panel
+ * of the band's first tile, then of its second tile, ..., then the next
+ * panel.  A panel has p = SR_QTILE_PANEL_COLS / (2 x blocksize) groups (at
+ * least one); a remainder of fewer than p/2 groups joins the last panel.  A thread reads
+ * a band as one stream while the activations of one panel (2.5 KiB for one
+ * column) stay in L1: with whole tiles in a row, a 2560 x 8192 tile (68 KiB)
+ * pushed the 10 KiB of activations out of L1 before the next tile came back
+ * to them, and at the fast-memory minutes of the dev VM the decode read
+ * 2560 x 8192 at 0.80-0.86 of a same-size probe read against 0.89-0.90 with
+ * bands (BENCHMARKS.md).  Group g of tile t (band b, k = t - 4b, n tiles in
+ * the band, g0 = the first group of g's panel, g1 past its last, G groups a
+ * row):
+ *
+ *     offset = 4b x tile_bytes + n x g0 x group_bytes + k x run + (g - g0) x group_bytes
+ *     run    = (g1 - g0) x group_bytes, less 8 x blocksize if g1 = G and the
+ *              block count is odd (the last group is half)
+ *
  * LLM.int8 (8-bit codes, SCB per row): chunk c holds columns 4c .. 4c+3,
  * byte 4r + j = code of row r, column 4c + j, plus 128 (the sign bit
  * flipped: vpdpbusd's unsigned operand); the chunks follow each other with
- * no scale lines, and row_scale is the row's SCB (0 for padded rows).
+ * no scale lines, and row_scale is the row's SCB (0 for padded rows); its
+ * tiles are whole, tile t at t x tile_bytes (no bands).
  *
  * The bnb bytes stay as they are (every other path and every copy to another
  * tier reads them); the tiles are a derived copy, made at load for a model
@@ -49,6 +68,8 @@
 #include "quant/qmatrix.h"
 
 #define SR_QTILE_ROWS 16
+#define SR_QTILE_BAND 4           /* tiles per band (4-bit) */
+#define SR_QTILE_PANEL_COLS 2048  /* columns per panel (4-bit), rounded up to whole groups */
 
 /* Can w be tiled?  4-bit with scales, cols a multiple of 32 and of the
  * blocksize (no block spans two rows), blocksize a power of two >= 32; or
@@ -84,20 +105,67 @@ static inline int64_t sr_qtile_group_bytes(const sr_qmatrix *w)
     return 64 + 16 * (int64_t)w->blocksize;
 }
 
-/* Chunk c (columns 8c .. 8c+7) of tile t.  4-bit only. */
+/* Tiles of w, and groups per row and per panel.  4-bit only. */
+static inline int64_t sr_qtile_count(const sr_qmatrix *w)
+{
+    return (w->rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
+}
+static inline int64_t sr_qtile_groups(const sr_qmatrix *w)
+{
+    return (w->cols / w->blocksize + 1) / 2;
+}
+static inline int64_t sr_qtile_panel_groups(const sr_qmatrix *w)
+{
+    const int64_t pg = SR_QTILE_PANEL_COLS / (2 * (int64_t)w->blocksize);
+    return pg > 0 ? pg : 1;
+}
+
+/* The panel that holds group g: groups [*g0, *g1).  Panels of p groups;
+ * a remainder of fewer than p/2 groups joins the last one (a 2560-column
+ * row stays one panel). */
+static inline void sr_qtile_panel(const sr_qmatrix *w, int64_t g, int64_t *g0, int64_t *g1)
+{
+    const int64_t pg = sr_qtile_panel_groups(w), ng = sr_qtile_groups(w);
+    int64_t np = ng / pg + (2 * (ng % pg) >= pg ? 1 : 0);
+    if (np < 1) np = 1;
+    const int64_t i = g / pg < np - 1 ? g / pg : np - 1;
+    *g0 = i * pg;
+    *g1 = i == np - 1 ? ng : *g0 + pg;
+}
+
+/* Bytes of the run of panel groups [g0, g1) of one tile. */
+static inline int64_t sr_qtile_run_bytes(const sr_qmatrix *w, int64_t g0, int64_t g1)
+{
+    const int half = g1 == sr_qtile_groups(w) && (w->cols / w->blocksize) % 2;
+    return (g1 - g0) * sr_qtile_group_bytes(w) - (half ? 8 * (int64_t)w->blocksize : 0);
+}
+
+/* Byte offset of group g (its scale line) of tile t: the band/panel order
+ * above.  4-bit only. */
+static inline int64_t sr_qtile_group_offset(const sr_qmatrix *w, int64_t t, int64_t g)
+{
+    const int64_t first = t / SR_QTILE_BAND * SR_QTILE_BAND, left = sr_qtile_count(w) - first;
+    const int64_t n = left < SR_QTILE_BAND ? left : SR_QTILE_BAND;
+    int64_t g0, g1;
+    sr_qtile_panel(w, g, &g0, &g1);
+    const int64_t gb = sr_qtile_group_bytes(w);
+    return first * sr_qtile_tile_bytes(w) + n * g0 * gb + (t - first) * sr_qtile_run_bytes(w, g0, g1) +
+           (g - g0) * gb;
+}
+
+/* Chunk c (columns 8c .. 8c+7) of tile t.  4-bit only.  The chunks of one
+ * group follow each other. */
 static inline const uint8_t *sr_qtile_chunk(const sr_qmatrix *w, int64_t t, int64_t c)
 {
     const int64_t per_group = w->blocksize / 4; /* chunks in a full group */
     const int64_t g = c / per_group;
-    return w->tiles + t * sr_qtile_tile_bytes(w) + g * sr_qtile_group_bytes(w) + 64 +
-           (c - g * per_group) * 64;
+    return w->tiles + sr_qtile_group_offset(w, t, g) + 64 + (c - g * per_group) * 64;
 }
 
 /* The f16 scales of group g (blocks 2g, 2g+1) of tile t. */
 static inline const uint16_t *sr_qtile_group_scales(const sr_qmatrix *w, int64_t t, int64_t g)
 {
-    return (const uint16_t *)(w->tiles + t * sr_qtile_tile_bytes(w) +
-                              g * sr_qtile_group_bytes(w));
+    return (const uint16_t *)(w->tiles + sr_qtile_group_offset(w, t, g));
 }
 
 #endif

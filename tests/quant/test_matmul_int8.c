@@ -342,6 +342,10 @@ static const shape shapes[] = {
     {2, 352, 32},     /* tail of 96, 4 blocks per group */
     {33, 1056, 64},   /* prefill: three K slices, the last of 32 */
     {300, 512, 64},   /* big enough for several threads */
+    {7, 4160, 64},    /* tiles: panels of 16 and 17 groups, the last half (65 blocks) */
+    {3, 5120, 32},    /* tiles: panels of 32, 32 and 16 groups */
+    {70, 4160, 64},   /* tiles: bands of 4 and 1 tiles, the last one partial */
+    {40, 6144, 2048}, /* tiles: a panel per group, the last half */
     {37, 200, 64},    /* cols % 32 != 0: 4-bit refused, LLM.int8 partial block */
     {19, 1000, 64},   /* LLM.int8: partial group and K slice */
     {6, 130, 48},     /* 4-bit refused: cols and blocksize */

@@ -29,13 +29,28 @@ static int bnb_code(const sr_qmatrix *w, int64_t r, int64_t c)
     return (f & 1) ? (b & 0xF) : (b >> 4); /* high nibble first */
 }
 
-/* Byte offset of chunk c / of group g's scale line in a tile, from the
- * layout as qtile.h writes it (not from its helpers). */
-static int64_t doc_group_offset(int bs, int64_t g) { return g * (64 + 16 * (int64_t)bs); }
-static int64_t doc_chunk_offset(int bs, int64_t c)
+/* Byte offset of group g's scale line / of chunk c of tile t in the tiles,
+ * from the band and panel layout as qtile.h writes it (not from its
+ * helpers): bands of 4 tiles, panels of 2048 columns (at least a group). */
+static int64_t doc_group_offset(int64_t rows, int64_t cols, int bs, int64_t t, int64_t g)
+{
+    const int64_t gb = 64 + 16 * (int64_t)bs, nbr = cols / bs, ng = (nbr + 1) / 2;
+    const int64_t tb = 64 * (ng + cols / 8), ntiles = (rows + 15) / 16;
+    const int64_t pg = 2048 / (2 * bs) > 0 ? 2048 / (2 * bs) : 1;
+    const int64_t first = t / 4 * 4, n = ntiles - first < 4 ? ntiles - first : 4;
+    /* full panels; a remainder of fewer than pg / 2 groups joins the last */
+    int64_t np = ng / pg + (ng % pg >= (pg + 1) / 2), i = g / pg;
+    if (np < 1) np = 1;
+    if (i > np - 1) i = np - 1;
+    const int64_t g0 = i * pg, g1 = i == np - 1 ? ng : g0 + pg;
+    int64_t run = (g1 - g0) * gb;
+    if (g1 == ng && nbr % 2) run -= 8 * bs; /* the last group is half */
+    return first * tb + n * g0 * gb + (t - first) * run + (g - g0) * gb;
+}
+static int64_t doc_chunk_offset(int64_t rows, int64_t cols, int bs, int64_t t, int64_t c)
 {
     const int64_t per_group = 2 * bs / 8;
-    return doc_group_offset(bs, c / per_group) + 64 + (c % per_group) * 64;
+    return doc_group_offset(rows, cols, bs, t, c / per_group) + 64 + (c % per_group) * 64;
 }
 
 static float doc_row_scale(const float *s, int64_t n)
@@ -59,11 +74,11 @@ static void check_tiles(const sr_qmatrix *w)
     for (int64_t t = 0; t < ntiles; t++)
         for (int r = 0; r < 16; r++) {
             const int64_t row = t * 16 + r;
-            const uint8_t *tile = w->tiles + t * tb;
             for (int64_t c = 0; c < nchunk; c++) {
-                assert_ptr_equal(sr_qtile_chunk(w, t, c), tile + doc_chunk_offset(bs, c));
+                const int64_t off = doc_chunk_offset(rows, cols, bs, t, c);
+                assert_ptr_equal(sr_qtile_chunk(w, t, c), w->tiles + off);
                 for (int j = 0; j < 4; j++) {
-                    const uint8_t b = tile[doc_chunk_offset(bs, c) + 4 * r + j];
+                    const uint8_t b = w->tiles[off + 4 * r + j];
                     int lo = row < rows ? bnb_code(w, row, 8 * c + j) : 0;
                     int hi = row < rows ? bnb_code(w, row, 8 * c + 4 + j) : 0;
                     if ((b & 0xF) != lo || (b >> 4) != hi)
@@ -79,7 +94,7 @@ static void check_tiles(const sr_qmatrix *w)
                 for (int i = 0; i < 2; i++) {
                     const int64_t k = 2 * g + i;
                     uint16_t h;
-                    memcpy(&h, tile + doc_group_offset(bs, g) + 2 * (16 * i + r), 2);
+                    memcpy(&h, w->tiles + doc_group_offset(rows, cols, bs, t, g) + 2 * (16 * i + r), 2);
                     const uint16_t want = sc && k < nbr ? sr_f32_to_f16(sc[k] / m) : 0;
                     if (h != want)
                         fail_msg("%lldx%lld bs %d: tile %lld row %d block %lld: f16 0x%04x, "
@@ -133,6 +148,12 @@ static void test_layout_as_documented(void **state)
     check_layout(SR_W_FP4, 33, 1024, 1024); /* one block per row */
     check_layout(SR_W_NF4, 19, 320, 64);    /* 5 blocks per row: a last group of one */
     check_layout(SR_W_FP4, 7, 96, 32);
+    /* bands and panels */
+    check_layout(SR_W_NF4, 150, 4224, 64);  /* bands of 4, 4, 2 tiles; panels of 16 and 17 groups */
+    check_layout(SR_W_FP4, 70, 2080, 32);   /* 65 blocks: the last, half group joins the one panel */
+    check_layout(SR_W_NF4, 21, 5120, 64);   /* panels of 16, 16 and 8 groups (8 = pg / 2 stays) */
+    check_layout(SR_W_NF4, 20, 8192, 4096); /* a panel per group */
+    check_layout(SR_W_NF4, 100, 6144, 2048); /* 3 blocks: panels of one group, the last half */
 }
 
 /* LLM.int8: chunk c = columns 4c .. 4c+3 of 16 rows, code + 128; row
