@@ -42,8 +42,8 @@
  * column) stay in L1: with whole tiles in a row, a 2560 x 8192 tile (68 KiB)
  * pushed the 10 KiB of activations out of L1 before the next tile came back
  * to them, and at the fast-memory minutes of the dev VM the decode read
- * 2560 x 8192 at 0.80-0.86 of a same-size probe read against 0.89-0.90 with
- * bands (BENCHMARKS.md).  Group g of tile t (band b, k = t - 4b, n tiles in
+ * 2560 x 8192 at 0.83-0.84 of a same-size probe read against 0.86-0.90 with
+ * bands (1280 x 16384: 0.79 against 0.84-0.87; BENCHMARKS.md).  Group g of tile t (band b, k = t - 4b, n tiles in
  * the band, g0 = the first group of g's panel, g1 past its last, G groups a
  * row):
  *
