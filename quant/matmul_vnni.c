@@ -856,7 +856,7 @@ static TARGET void band_decode_one(const sr_qmatrix *w, const xquant *xq, int64_
                                    float *y, int64_t ldy)
 {
     if (w->fmt == SR_W_INT8) { /* whole tiles, one after another */
-        const int64_t ntiles = (w->rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
+        const int64_t ntiles = sr_qtile_count(w);
         for (int64_t t = band * SR_QTILE_BAND; t < (band + 1) * SR_QTILE_BAND && t < ntiles; t++) {
             const __mmask16 mask = mask16((int)(w->rows - t * SR_QTILE_ROWS));
             FOR_N(TILE_I8_CALL)

@@ -19,15 +19,10 @@ int sr_qtile_fits(const sr_qmatrix *w)
            w->cols % bs == 0;
 }
 
-static uint64_t tile_count(const sr_qmatrix *w)
-{
-    return ((uint64_t)w->rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
-}
-
 uint64_t sr_qtile_bytes(const sr_qmatrix *w)
 {
     if (!sr_qtile_fits(w)) return 0;
-    return tile_count(w) * ((uint64_t)sr_qtile_tile_bytes(w) + SR_QTILE_ROWS * sizeof(float));
+    return (uint64_t)sr_qtile_count(w) * ((uint64_t)sr_qtile_tile_bytes(w) + SR_QTILE_ROWS * sizeof(float));
 }
 
 float sr_qtile_scale(const sr_qmatrix *w, int64_t t, int r, int64_t b)
@@ -105,7 +100,7 @@ void sr_qtile_make_in(sr_qmatrix *w, void *dst_buf)
 {
     if (!sr_qtile_fits(w)) return;
     uint8_t *buf = dst_buf;
-    const int64_t ntiles = (int64_t)tile_count(w), tb = sr_qtile_tile_bytes(w);
+    const int64_t ntiles = sr_qtile_count(w), tb = sr_qtile_tile_bytes(w);
     float *rs = (float *)(buf + ntiles * tb); /* tb is a multiple of 64 */
     sr_free_aligned(w->tile_buf);
     w->tile_buf = NULL;
@@ -122,19 +117,22 @@ void sr_qtile_make_in(sr_qmatrix *w, void *dst_buf)
     const uint8_t *src = w->data;
 #pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
     for (int64_t t = 0; t < ntiles; t++) {
+        const float *sc[SR_QTILE_ROWS]; /* a row's block scales, NULL past the matrix */
         for (int r = 0; r < SR_QTILE_ROWS; r++) {
             const int64_t row = t * SR_QTILE_ROWS + r;
-            const float *sc = row < rows ? w->scales + row * nbr : NULL;
-            const float m = sc ? row_scale(sc, nbr) : 1.0f;
-            rs[t * SR_QTILE_ROWS + r] = m;
-            const uint8_t *s = sc ? src + row * cols / 2 : NULL;
-            for (int64_t g = 0; g < (nbr + 1) / 2; g++) {
-                uint8_t *grp = buf + sr_qtile_group_offset(w, t, g); /* band/panel order */
-                uint16_t *h = (uint16_t *)grp;
+            sc[r] = row < rows ? w->scales + row * nbr : NULL;
+            rs[t * SR_QTILE_ROWS + r] = sc[r] ? row_scale(sc[r], nbr) : 1.0f;
+        }
+        for (int64_t g = 0; g < (nbr + 1) / 2; g++) {
+            uint8_t *grp = buf + sr_qtile_group_offset(w, t, g); /* band/panel order */
+            uint16_t *h = (uint16_t *)grp;
+            for (int r = 0; r < SR_QTILE_ROWS; r++) {
+                const float m = rs[t * SR_QTILE_ROWS + r];
                 for (int i = 0; i < 2; i++) {
                     const int64_t b = 2 * g + i;
-                    h[16 * i + r] = sc && b < nbr ? sr_f32_to_f16(sc[b] / m) : 0;
+                    h[16 * i + r] = sc[r] && b < nbr ? sr_f32_to_f16(sc[r][b] / m) : 0;
                 }
+                const uint8_t *s = sc[r] ? src + (t * SR_QTILE_ROWS + r) * cols / 2 : NULL;
                 uint8_t *dst = grp + 64 + 4 * r; /* the group's first chunk, row r */
                 for (int64_t c = g * per_group; c < (g + 1) * per_group && c < nchunk; c++, dst += 64) {
                     const uint32_t o = s ? tile_word(s + 4 * c) : 0;

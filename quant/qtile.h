@@ -105,11 +105,13 @@ static inline int64_t sr_qtile_group_bytes(const sr_qmatrix *w)
     return 64 + 16 * (int64_t)w->blocksize;
 }
 
-/* Tiles of w, and groups per row and per panel.  4-bit only. */
+/* Tiles of w. */
 static inline int64_t sr_qtile_count(const sr_qmatrix *w)
 {
     return (w->rows + SR_QTILE_ROWS - 1) / SR_QTILE_ROWS;
 }
+
+/* Groups per row and per panel.  4-bit only. */
 static inline int64_t sr_qtile_groups(const sr_qmatrix *w)
 {
     return (w->cols / w->blocksize + 1) / 2;
