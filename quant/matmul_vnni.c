@@ -816,7 +816,8 @@ INLINE void tile_band(const sr_qmatrix *w, const __m512i tab, const xquant *xq, 
         const __mmask16 mask = mask16((int)(w->rows - t * SR_QTILE_ROWS));
         const __m512 rs = _mm512_load_ps(w->tile_row_scale + t * SR_QTILE_ROWS);
         UNROLL for (int c = 0; c < N; c++)
-            _mm512_mask_storeu_ps(y + c * ldy + t * SR_QTILE_ROWS, mask, _mm512_mul_ps(part[k][c], rs));
+            _mm512_mask_storeu_ps(y + c * ldy + t * SR_QTILE_ROWS, mask,
+                                  _mm512_mul_ps(part[k][c], rs));
     }
 }
 

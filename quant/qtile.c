@@ -22,7 +22,8 @@ int sr_qtile_fits(const sr_qmatrix *w)
 uint64_t sr_qtile_bytes(const sr_qmatrix *w)
 {
     if (!sr_qtile_fits(w)) return 0;
-    return (uint64_t)sr_qtile_count(w) * ((uint64_t)sr_qtile_tile_bytes(w) + SR_QTILE_ROWS * sizeof(float));
+    return (uint64_t)sr_qtile_count(w) *
+           ((uint64_t)sr_qtile_tile_bytes(w) + SR_QTILE_ROWS * sizeof(float));
 }
 
 float sr_qtile_scale(const sr_qmatrix *w, int64_t t, int r, int64_t b)
@@ -134,7 +135,8 @@ void sr_qtile_make_in(sr_qmatrix *w, void *dst_buf)
                 }
                 const uint8_t *s = sc[r] ? src + (t * SR_QTILE_ROWS + r) * cols / 2 : NULL;
                 uint8_t *dst = grp + 64 + 4 * r; /* the group's first chunk, row r */
-                for (int64_t c = g * per_group; c < (g + 1) * per_group && c < nchunk; c++, dst += 64) {
+                const int64_t c1 = (g + 1) * per_group < nchunk ? (g + 1) * per_group : nchunk;
+                for (int64_t c = g * per_group; c < c1; c++, dst += 64) {
                     const uint32_t o = s ? tile_word(s + 4 * c) : 0;
                     memcpy(dst, &o, 4);
                 }

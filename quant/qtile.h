@@ -37,17 +37,19 @@
  * have fewer), and a band is stored panel by panel: the groups of a panel
  * of the band's first tile, then of its second tile, ..., then the next
  * panel.  A panel has p = SR_QTILE_PANEL_COLS / (2 x blocksize) groups (at
- * least one); a remainder of fewer than p/2 groups joins the last panel.  A thread reads
- * a band as one stream while the activations of one panel (2.5 KiB for one
- * column) stay in L1: with whole tiles in a row, a 2560 x 8192 tile (68 KiB)
- * pushed the 10 KiB of activations out of L1 before the next tile came back
- * to them, and at the fast-memory minutes of the dev VM the decode read
- * 2560 x 8192 at 0.83-0.84 of a same-size probe read against 0.86-0.90 with
- * bands (1280 x 16384: 0.79 against 0.84-0.87; BENCHMARKS.md).  Group g of tile t (band b, k = t - 4b, n tiles in
- * the band, g0 = the first group of g's panel, g1 past its last, G groups a
- * row):
+ * least one); a remainder of fewer than p/2 groups joins the last panel.
+ * A thread reads a band as one stream while the activations of one panel
+ * (2.5 KiB for one column) stay in L1: with whole tiles in a row, a
+ * 2560 x 8192 tile (68 KiB) pushed the 10 KiB of activations out of L1
+ * before the next tile came back to them, and at the fast-memory minutes
+ * of the dev VM the decode read 2560 x 8192 at 0.83-0.84 of a same-size
+ * probe read against 0.86-0.90 with bands (1280 x 16384: 0.79 against
+ * 0.84-0.87; BENCHMARKS.md).  Group g of tile t (band b, k = t - 4b, n
+ * tiles in the band, g0 = the first group of g's panel, g1 past its last,
+ * G groups a row):
  *
- *     offset = 4b x tile_bytes + n x g0 x group_bytes + k x run + (g - g0) x group_bytes
+ *     offset = 4b x tile_bytes + n x g0 x group_bytes + k x run
+ *              + (g - g0) x group_bytes
  *     run    = (g1 - g0) x group_bytes, less 8 x blocksize if g1 = G and the
  *              block count is odd (the last group is half)
  *
@@ -69,7 +71,7 @@
 
 #define SR_QTILE_ROWS 16
 #define SR_QTILE_BAND 4           /* tiles per band (4-bit) */
-#define SR_QTILE_PANEL_COLS 2048  /* columns per panel (4-bit), rounded up to whole groups */
+#define SR_QTILE_PANEL_COLS 2048  /* columns per panel (4-bit; at least one group) */
 
 /* Can w be tiled?  4-bit with scales, cols a multiple of 32 and of the
  * blocksize (no block spans two rows), blocksize a power of two >= 32; or
@@ -151,8 +153,8 @@ static inline int64_t sr_qtile_group_offset(const sr_qmatrix *w, int64_t t, int6
     int64_t g0, g1;
     sr_qtile_panel(w, g, &g0, &g1);
     const int64_t gb = sr_qtile_group_bytes(w);
-    return first * sr_qtile_tile_bytes(w) + n * g0 * gb + (t - first) * sr_qtile_run_bytes(w, g0, g1) +
-           (g - g0) * gb;
+    return first * sr_qtile_tile_bytes(w) + n * g0 * gb +
+           (t - first) * sr_qtile_run_bytes(w, g0, g1) + (g - g0) * gb;
 }
 
 /* Chunk c (columns 8c .. 8c+7) of tile t.  4-bit only.  The chunks of one

@@ -94,7 +94,8 @@ static void check_tiles(const sr_qmatrix *w)
                 for (int i = 0; i < 2; i++) {
                     const int64_t k = 2 * g + i;
                     uint16_t h;
-                    memcpy(&h, w->tiles + doc_group_offset(rows, cols, bs, t, g) + 2 * (16 * i + r), 2);
+                    const int64_t off = doc_group_offset(rows, cols, bs, t, g);
+                    memcpy(&h, w->tiles + off + 2 * (16 * i + r), 2);
                     const uint16_t want = sc && k < nbr ? sr_f32_to_f16(sc[k] / m) : 0;
                     if (h != want)
                         fail_msg("%lldx%lld bs %d: tile %lld row %d block %lld: f16 0x%04x, "
@@ -150,7 +151,7 @@ static void test_layout_as_documented(void **state)
     check_layout(SR_W_FP4, 7, 96, 32);
     /* bands and panels */
     check_layout(SR_W_NF4, 150, 4224, 64);  /* bands of 4, 4, 2 tiles; panels of 16 and 17 groups */
-    check_layout(SR_W_FP4, 70, 2080, 32);   /* 65 blocks: the last, half group joins the one panel */
+    check_layout(SR_W_FP4, 70, 2080, 32);   /* 65 blocks: the half group joins the one panel */
     check_layout(SR_W_NF4, 21, 5120, 64);   /* panels of 16, 16 and 8 groups (8 = pg / 2 stays) */
     check_layout(SR_W_NF4, 20, 8192, 4096); /* a panel per group */
     check_layout(SR_W_NF4, 100, 6144, 2048); /* 3 blocks: panels of one group, the last half */
