@@ -18,6 +18,17 @@
  * weights.  R * n accumulators must fit the 32 registers. */
 #define ROWS(n) ((n) == 1 ? 4 : 2)
 
+/* Dense formats read 8 rows at once for one column.  With 4, a row of 8192
+ * columns (too wide for the row-by-row kernel below: x leaves L1) fetched
+ * x from L2 for every 4 rows.  2560 x 8192 against a same-size probe read
+ * on the Zen 4 dev VM, slow-memory minutes, 4 -> 8 rows: bf16 0.94-0.97 ->
+ * 0.97-1.00, f16 0.92-0.95 -> 0.95-0.99, LLM.int8 0.91-0.95 -> 0.96-0.99
+ * (fast minutes, fewer samples: bf16 0.82 -> 0.90-0.92).  16 rows spill
+ * registers (bf16 0.81-0.88).  LLM.int8 codes take this path at every
+ * width; 8192 x 2560 moved 0.92-0.95 -> 0.93-0.97 (BENCHMARKS.md, quant,
+ * "Decode, seventh pass"). */
+#define DENSE_ROWS(n) ((n) == 1 ? 8 : ROWS(n))
+
 /* GCC must unroll the small register-array loops completely, or the arrays
  * live in memory. */
 #define UNROLL _Pragma("GCC unroll 8")
@@ -87,8 +98,8 @@ INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float
 {
     const int64_t tail = cols & 15;
     const __mmask16 tmask = (__mmask16)((1u << tail) - 1);
-    const char *row[4];
-    __m512 acc[4][8];
+    const char *row[8];
+    __m512 acc[8][8];
     UNROLL for (int i = 0; i < R; i++) {
         row[i] = (const char *)data + (size_t)((r + i) * ldw) * elem_size(f);
         UNROLL for (int c = 0; c < n; c++) acc[i][c] = _mm512_setzero_ps();
@@ -97,7 +108,7 @@ INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float
     const int64_t line_elems = 64 / (int64_t)elem_size(f);
     if (f == SR_W_BF16) /* x split in groups of 32 (one line per row) */
         for (; j + BF16_GROUP <= cols; j += BF16_GROUP) {
-            __m512 we[4], wo[4];
+            __m512 we[8], wo[8];
             UNROLL for (int i = 0; i < R; i++) {
                 sr_prefetch_stream(row[i] + 2 * j, 2 * j, 2 * ldw, R);
                 load32_bf16_split(row[i], j, &we[i], &wo[i]);
@@ -112,7 +123,7 @@ INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float
             }
         }
     for (; j + 16 <= cols; j += 16) {
-        __m512 wv[4];
+        __m512 wv[8];
         UNROLL for (int i = 0; i < R; i++) {
             if ((j & (line_elems - 1)) == 0)
                 sr_prefetch_stream(row[i] + (size_t)j * elem_size(f),
@@ -126,7 +137,7 @@ INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float
         }
     }
     if (tail) {
-        __m512 wv[4];
+        __m512 wv[8];
         UNROLL for (int i = 0; i < R; i++) wv[i] = load16_mask(f, row[i], j, tmask);
         UNROLL for (int c = 0; c < n; c++) {
             __m512 xv = _mm512_maskz_loadu_ps(tmask, x + c * ldx + j);
@@ -214,7 +225,9 @@ INLINE void dense_rows(sr_wformat f, const void *data, int64_t ldw, const float 
         return;
     }
     int64_t r = r0;
-    for (; r + ROWS(n) <= r1; r += ROWS(n))
+    for (; r + DENSE_ROWS(n) <= r1; r += DENSE_ROWS(n))
+        dense_block(f, data, ldw, scb, cols, x, ldx, y, ldy, r, DENSE_ROWS(n), n);
+    for (; r + ROWS(n) <= r1; r += ROWS(n)) /* the rest: fewer rows at once */
         dense_block(f, data, ldw, scb, cols, x, ldx, y, ldy, r, ROWS(n), n);
     for (; r < r1; r++) dense_block(f, data, ldw, scb, cols, x, ldx, y, ldy, r, 1, n);
 }

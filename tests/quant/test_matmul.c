@@ -150,7 +150,8 @@ static const shape shapes[] = {
     {5, 256, 16},    /* 8 blocks per AVX-512 group (not a bnb blocksize, but legal here) */
     {3, 384, 8},     /* 16 blocks per AVX-512 group */
     {300, 512, 64},  /* big enough for several threads */
-    {6, 4100, 64},   /* dense n = 1: past ROW1_MAX_COLS, 4 rows at once, a tail of 4 */
+    {6, 4100, 64},   /* dense n = 1: past ROW1_MAX_COLS, 4 rows at once, a tail of 4 cols */
+    {15, 4100, 64},  /* the same: 8 rows at once, then 4, then 3 one by one */
     {5, 80, 16},     /* bf16: two split groups of 32, then 16 in order */
     {3, 48, 16},     /* bf16: one split group, then 16 in order */
 };
