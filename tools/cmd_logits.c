@@ -20,7 +20,7 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: strata logits --model DIR --tokens ID,ID,... --out FILE [options]\n"
+    fprintf(f, "usage: strata logits -m|--model DIR --tokens ID,ID,... --out FILE [options]\n"
                "  Writes the logits of every position as raw f32 [T, vocab].\n"
                "  --prefill K      prefill K tokens, then decode one token at a time (KV cache)\n"
                "  --indices FILE   also write the adapter index of every position (int32)\n"
@@ -61,7 +61,7 @@ int cmd_logits(int argc, char **argv)
         if (i + 1 == argc) { usage(stderr); return 2; }
         const char *v = argv[++i];
         char *end = NULL;
-        if (!strcmp(a, "--model")) model = v;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--tokens")) tokens_s = v;
         else if (!strcmp(a, "--out") || !strcmp(a, "-o")) out = v;
         else if (!strcmp(a, "--indices")) indices = v;

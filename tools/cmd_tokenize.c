@@ -19,7 +19,7 @@
 
 static void usage_tokenize(FILE *f)
 {
-    fprintf(f, "usage: strata tokenize (-m MODEL_DIR | --tokenizer FILE) [--special | --no-special]\n"
+    fprintf(f, "usage: strata tokenize (-m|--model DIR | --tokenizer FILE) [--special | --no-special]\n"
                "                       [--add-special] [--json] TEXT|-|-- TEXT\n"
                "  TEXT is encoded as given (`-` reads stdin, every byte of it; `-- TEXT` for a\n"
                "  TEXT that starts with '-').\n"
@@ -30,7 +30,7 @@ static void usage_tokenize(FILE *f)
 
 static void usage_detokenize(FILE *f)
 {
-    fprintf(f, "usage: strata detokenize (-m MODEL_DIR | --tokenizer FILE) --ids 1,2,3\n"
+    fprintf(f, "usage: strata detokenize (-m|--model DIR | --tokenizer FILE) --ids 1,2,3\n"
                "                         [--skip-special] [--json]\n");
 }
 
@@ -100,7 +100,7 @@ int cmd_tokenize(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage_tokenize(stdout);
             return 0;
-        } else if (!strcmp(a, "-m") && i + 1 < argc) dir = argv[++i];
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(a, "--tokenizer") && i + 1 < argc) file = argv[++i];
         else if (!strcmp(a, "--special")) flags &= ~(unsigned)SR_TOKENIZE_SPECIAL_AS_TEXT;
         else if (!strcmp(a, "--no-special")) flags |= SR_TOKENIZE_SPECIAL_AS_TEXT;
@@ -160,7 +160,7 @@ int cmd_detokenize(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage_detokenize(stdout);
             return 0;
-        } else if (!strcmp(a, "-m") && i + 1 < argc) dir = argv[++i];
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(a, "--tokenizer") && i + 1 < argc) file = argv[++i];
         else if (!strcmp(a, "--ids") && i + 1 < argc) list = argv[++i];
         else if (!strcmp(a, "--skip-special")) skip = 1;

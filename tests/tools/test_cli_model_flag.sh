@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Every command that reads a model takes it as -m DIR and as --model DIR (the
+# README's tables use -m), with the same output either way (bench run: its
+# output has timings, so only the exit code).
+source "$(dirname "$0")/lib.sh"
+D=$STRATA_TEST_DATA
+
+M=$TMP/model
+mkdir -p "$M"
+ln -s "$D/model/switch-3a/config.json" "$D/model/switch-3a/model.safetensors" "$M/"
+ln -s "$D/demo/tokenizer.json" "$M/tokenizer.json"
+
+# The command's stdout with -m, then with --model; both runs must exit 0 and
+# print the same.  "@OUT@" in the arguments becomes a file per run, whose
+# bytes are compared too.
+same() {
+    local name=$1; shift
+    local a=() b=() arg
+    for arg in "$@"; do a+=("${arg//@OUT@/$TMP/out-m}"); b+=("${arg//@OUT@/$TMP/out-model}"); done
+    rm -f "$TMP/out-m" "$TMP/out-model"
+    "$STRATA_EXE" "${a[0]}" -m "$M" "${a[@]:1}" >"$TMP/so-m" 2>"$TMP/err-m"; local ra=$?
+    "$STRATA_EXE" "${b[0]}" --model "$M" "${b[@]:1}" >"$TMP/so-model" 2>"$TMP/err-model"; local rb=$?
+    check "$name: -m exits 0" [ $ra -eq 0 ]
+    check "$name: --model exits 0" [ $rb -eq 0 ]
+    check "$name: same output" cmp -s "$TMP/so-m" "$TMP/so-model"
+    if [ -e "$TMP/out-m" ] || [ -e "$TMP/out-model" ]; then
+        check "$name: same file" cmp -s "$TMP/out-m" "$TMP/out-model"
+    fi
+    if [ $ra -ne 0 ]; then cat "$TMP/err-m"; fi
+    if [ $rb -ne 0 ]; then cat "$TMP/err-model"; fi
+}
+
+same "inspect" inspect --json
+same "adapters" adapters
+same "plan" plan --max-memory cpu=1GiB --json
+same "run" run --tokens 1,2,3 -n 3
+same "logits" logits --tokens 1,2,256,3 --prefill 2 --out @OUT@
+same "tokenize" tokenize --json "Hello <|alpha|>"
+same "detokenize" detokenize --ids 72,105
+# bench run prints timings: the exit code only
+bench() { "$STRATA_EXE" bench run "$1" "$M" --prompt 4 --gen 2 --json >/dev/null 2>&1; }
+check "bench run: -m exits 0" bench -m
+check "bench run: --model exits 0" bench --model
+finish
