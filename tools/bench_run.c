@@ -123,7 +123,14 @@ static int parse_options(int argc, char **argv, options *o)
             continue;
         }
         if (i + 1 == argc) {
-            fprintf(stderr, "strata bench run: %s needs a value\n", a);
+            static const char *const valued[] = {"--model", "-m",   "--threads", "--prompt",
+                                                 "--gen",   "--runs", "--ctx",     NULL};
+            if (placement_args_is_flag(a) || cli_flag_in(a, valued)) {
+                fprintf(stderr, "strata bench run: %s needs a value\n", a);
+            } else {
+                fprintf(stderr, "strata bench run: unknown option '%s'\n", a);
+                usage(stderr);
+            }
             return 2;
         }
         const char *v = argv[++i];

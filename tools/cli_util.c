@@ -79,3 +79,10 @@ void cli_json_str(FILE *f, const char *s)
     }
     fputc('"', f);
 }
+
+int cli_flag_in(const char *flag, const char *const *names)
+{
+    for (; *names; names++)
+        if (!strcmp(flag, *names)) return 1;
+    return 0;
+}

@@ -13,5 +13,7 @@ int64_t cli_parse_int_list(const char *s, int64_t **out);
 const char *cli_fmt_bytes(uint64_t n, char *buf, size_t len);
 /* Writes s as a JSON string literal (with quotes) to f. */
 void cli_json_str(FILE *f, const char *s);
+/* Whether `flag` is one of the NULL-terminated `names`. */
+int cli_flag_in(const char *flag, const char *const *names);
 
 #endif

@@ -119,7 +119,16 @@ static int parse_args(int argc, char **argv, run_opts *o)
                    : !strcmp(a, "--check") ? &o->check : NULL;
         if (flag) { *flag = true; continue; }
         if (i + 1 == argc) {
-            fprintf(stderr, "strata run: %s needs a value\n", a);
+            static const char *const valued[] = {
+                "-m", "--model", "-p", "--prompt", "--tokens", "--system", "--adapter",
+                "--adapter-kind", "--stop", "--tokenizer", "--logits", "-n", "--max-new", "--ctx",
+                "--top-k", "--stop-token", "--threads", "--seed", "--temp", "--top-p", NULL};
+            if (placement_args_is_flag(a) || cli_flag_in(a, valued)) {
+                fprintf(stderr, "strata run: %s needs a value\n", a);
+            } else {
+                fprintf(stderr, "strata run: unknown option '%s'\n", a);
+                usage(stderr);
+            }
             return 2;
         }
         const char *v = argv[++i];

@@ -5,11 +5,19 @@
 #include <strings.h>
 
 #include "offload/planner.h"
+#include "tools/cli_util.h"
 
 void placement_args_init(placement_args *p)
 {
     memset(p, 0, sizeof *p);
     p->prefetch = -1;
+}
+
+bool placement_args_is_flag(const char *flag)
+{
+    static const char *const flags[] = {"--devices", "--max-memory", "--device-map", "--strategy",
+                                        "--host-exec", "--logical-gpus", "--prefetch", NULL};
+    return cli_flag_in(flag, flags);
 }
 
 int placement_args_take(placement_args *p, const char *cmd, const char *flag, const char *value)

@@ -29,6 +29,9 @@ void placement_args_init(placement_args *p);
  * `cmd`, naming the flag). */
 int placement_args_take(placement_args *p, const char *cmd, const char *flag, const char *value);
 
+/* Whether `flag` is one of the placement flags (all take a value). */
+bool placement_args_is_flag(const char *flag);
+
 /* Units go on devices: --devices given and other than "cpu". */
 bool placement_args_placed(const placement_args *p);
 

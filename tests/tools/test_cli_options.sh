@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Every command that reads a model takes it as -m DIR and as --model DIR (the
-# README's tables use -m), with the same output either way (bench run: its
-# output has timings, so only the exit code).
+# CLI conventions across the commands.  Every command that reads a model
+# takes it as -m DIR and as --model DIR (the README's tables use -m), with
+# the same output either way (bench run: its output has timings, so only the
+# exit code).  An unknown option is called unknown, also as the last
+# argument, and a known one without its value is named.
 source "$(dirname "$0")/lib.sh"
 D=$STRATA_TEST_DATA
 
@@ -41,4 +43,19 @@ same "detokenize" detokenize --ids 72,105
 bench() { "$STRATA_EXE" bench run "$1" "$M" --prompt 4 --gen 2 --json >/dev/null 2>&1; }
 check "bench run: -m exits 0" bench -m
 check "bench run: --model exits 0" bench --model
+
+# exit 2 and the line that names the problem
+refuses() {
+    local want=$1; shift
+    "$STRATA_EXE" "$@" >/dev/null 2>"$TMP/err"
+    local rc=$?
+    [ $rc -eq 2 ] && contains "$TMP/err" "$want" || { echo "rc $rc:"; cat "$TMP/err"; false; }
+}
+for cmd in run "bench run"; do
+    check "$cmd: unknown last option" refuses "unknown option '--bogus'" $cmd -m "$M" --bogus
+    check "$cmd: unknown option" refuses "unknown option '--bogus'" $cmd -m "$M" --bogus 1
+    check "$cmd: --ctx without its value" refuses "--ctx needs a value" $cmd -m "$M" --ctx
+    check "$cmd: --devices without its value" refuses "--devices needs a value" $cmd -m "$M" \
+        --devices
+done
 finish
