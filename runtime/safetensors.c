@@ -5,6 +5,7 @@
  * a malformed file gives an error naming the file, the tensor and the rule. */
 #include "runtime/safetensors.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -245,9 +246,15 @@ static int parse(sr_st_file *f, sr_error *err)
                        "length", f->path, f->len);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | f->buf[i];
-    if (hlen > SR_ST_MAX_HEADER)
-        return sr_fail(err, "%s: header: length %llu exceeds the %u-byte limit", f->path,
-                       (unsigned long long)hlen, SR_ST_MAX_HEADER);
+    if (hlen > SR_ST_MAX_HEADER) {
+        /* A text file (config.json given for the weights) always lands
+         * here: 8 printable bytes read as a length over 2^61. */
+        int text = 1;
+        for (int i = 0; i < 8; i++) text = text && (isprint(f->buf[i]) || isspace(f->buf[i]));
+        return sr_fail(err, "%s: header: length %llu exceeds the %u-byte limit%s", f->path,
+                       (unsigned long long)hlen, SR_ST_MAX_HEADER,
+                       text ? " (not a safetensors file: it starts with text)" : "");
+    }
     if (hlen > f->len - 8)
         return sr_fail(err, "%s: header: length %llu runs past the end of the file "
                        "(%zu bytes)", f->path, (unsigned long long)hlen, f->len);

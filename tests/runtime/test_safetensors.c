@@ -273,6 +273,10 @@ static void test_header_length(void **state)
     b = make_image("{}", 0, UINT64_MAX, &len);
     expect_fail(write_image("max.safetensors", b, len), "header:", "exceeds", NULL);
     free(b);
+    /* a JSON file where the weights should be: its first 8 bytes as a length */
+    const char *json = "{\n  \"architectures\": [\"GraniteForCausalLM\"]\n}\n";
+    expect_fail(write_image("config.safetensors", (const uint8_t *)json, strlen(json)), "header:",
+                "not a safetensors file: it starts with text", NULL);
 }
 
 static void test_header_not_object(void **state)
