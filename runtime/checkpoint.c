@@ -478,9 +478,19 @@ static int open_dir(sr_checkpoint *ck, sr_error *err)
         rc = open_single(ck, SINGLE_NAME, err);
     else if (is_file(index))
         rc = open_sharded(ck, index, err);
-    else
-        sr_fail(err, "%s: no %s, %s.zst or %s in the directory", ck->dir, SINGLE_NAME,
-                SINGLE_NAME, INDEX_NAME);
+    else {
+        /* Hub checkpoints that predate safetensors hold pickled torch files. */
+        char *pickle = join(ck->dir, "pytorch_model.bin", ""),
+             *pickle_index = join(ck->dir, "pytorch_model.bin.index.json", "");
+        const int torch = (pickle && is_file(pickle)) || (pickle_index && is_file(pickle_index));
+        sr_fail(err, "%s: no %s, %s.zst or %s in the directory%s", ck->dir, SINGLE_NAME,
+                SINGLE_NAME, INDEX_NAME,
+                torch ? " (it holds pytorch_model.bin: strata reads safetensors only; "
+                        "transformers' save_pretrained writes them)"
+                      : "");
+        sr_free(pickle);
+        sr_free(pickle_index);
+    }
     sr_free(single);
     sr_free(single_zst);
     sr_free(index);

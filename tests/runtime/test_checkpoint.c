@@ -191,6 +191,13 @@ static void test_not_a_checkpoint(void **state)
     expect_fail(d, d, "no model.safetensors", "model.safetensors.index.json", NULL);
     expect_fail(path_in(d, "missing.safetensors"), "missing.safetensors", "cannot open", NULL);
     expect_fail(path_in(d, "config.json"), "config.json", "header:", NULL);
+    /* a pre-safetensors Hub checkpoint: said so */
+    d = make_dir("pickled");
+    write_text(d, "pytorch_model.bin", "PK");
+    expect_fail(d, d, "no model.safetensors", "pytorch_model.bin", "safetensors only", NULL);
+    d = make_dir("pickled-sharded");
+    write_text(d, "pytorch_model.bin.index.json", "{}");
+    expect_fail(d, d, "pytorch_model.bin", "safetensors only", NULL);
 }
 
 /* ---- sharded checkpoints ------------------------------------------------------------ */
