@@ -1,4 +1,4 @@
-/* `strata bench <what>`: micro-benchmarks.  Each subcommand lives in its own
+/* `strata bench <what>`: benchmarks.  Each subcommand lives in its own
  * tools/bench_<what>.c, is declared in tools/commands.h and gets one line in
  * the table below. */
 #include <stdio.h>

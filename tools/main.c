@@ -20,7 +20,7 @@ static const struct command {
     {"convert", cmd_convert, "HF safetensors model -> bnb-format checkpoint (nf4, fp4, int8), or back"},
     {"quantize", cmd_quantize, "quantize the 2-D float tensors of a safetensors file (nf4, fp4, int8)"},
     {"dequantize", cmd_dequantize, "write the exact f32 dequantization of one stored weight"},
-    {"bench", cmd_bench, "micro-benchmarks (bench quant: matmul kernels per weight format)"},
+    {"bench", cmd_bench, "benchmarks: quant (matmul kernels), run (a model), tokenize"},
 };
 
 static void usage(FILE *f)
