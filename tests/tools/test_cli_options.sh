@@ -49,7 +49,7 @@ refuses() {
     local want=$1; shift
     "$STRATA_EXE" "$@" >/dev/null 2>"$TMP/err"
     local rc=$?
-    [ $rc -eq 2 ] && contains "$TMP/err" "$want" || { echo "rc $rc:"; cat "$TMP/err"; false; }
+    [ $rc -eq 2 ] && contains "$TMP/err" "$want" || { echo "rc $rc:"; head -2 "$TMP/err"; false; }
 }
 for cmd in run "bench run"; do
     check "$cmd: unknown last option" refuses "unknown option '--bogus'" $cmd -m "$M" --bogus
@@ -57,5 +57,22 @@ for cmd in run "bench run"; do
     check "$cmd: --ctx without its value" refuses "--ctx needs a value" $cmd -m "$M" --ctx
     check "$cmd: --devices without its value" refuses "--devices needs a value" $cmd -m "$M" \
         --devices
+    # Every option its --help shows with a value ("--top-k K", "-n, --max-new N") is
+    # known as such in the last position too (the parser's list is a second copy of
+    # the names: this keeps the two from drifting apart).
+    # shellcheck disable=SC2086  # $cmd is "run" or "bench run"
+    opts=$("$STRATA_EXE" $cmd --help | python3 -c '
+import re, sys
+seen = []
+for m in re.finditer(r"(?:^|[\s\[])(-{1,2}[a-z][a-z-]*)(?:, (--[a-z][a-z-]*))? [A-Z][A-Z_]*\b",
+                     sys.stdin.read(), re.M):
+    for o in m.groups():
+        if o and o not in seen:
+            seen.append(o)
+print(" ".join(seen))')
+    check "$cmd: its --help shows value options" [ "$(wc -w <<<"$opts")" -ge 6 ]
+    for o in $opts; do
+        check "$cmd: $o without its value" refuses "$o needs a value" $cmd -m "$M" "$o"
+    done
 done
 finish
