@@ -156,7 +156,9 @@ INLINE void dense_block(sr_wformat f, const void *data, int64_t ldw, const float
  * rows follow each other in memory, so row by row it reads one stream; 4
  * rows at once (4 streams, sharing each x load) held the reads from DRAM
  * back: bf16 8192x2560 on the Zen 4 dev VM, two cores, 62 % of a 63.5 GB/s
- * probe with 4 rows, 85 % row by row (BENCHMARKS.md).  Every line is also
+ * probe with 4 rows, 85 % row by row; the 8-row kernel above, tried on the
+ * 100352 x 2560 bf16 head, read 0.76-0.78 of the probe above 55 GB/s against
+ * 0.90 row by row (BENCHMARKS.md, "Decode, eighth pass").  Every line is also
  * asked for into L2 ROW1_PREFETCH_AHEAD bytes ahead (past the row end: the
  * next row, the same stream): 8192x2560 against the probe pass before each
  * call, bf16 84-92 -> 91-98 % at ~36 GB/s and 67-71 -> 75-80 % at ~60 GB/s,
