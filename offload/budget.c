@@ -3,7 +3,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,7 +133,7 @@ void sr_model_dims_from_config(const sr_config *cfg, sr_model_dims *d)
 uint64_t sr_kv_layer_bytes(const sr_model_dims *d, const sr_run_shape *s)
 {
     return 2ull * (uint64_t)d->n_kv_heads * (uint64_t)d->head_dim * (uint64_t)s->ctx *
-           (uint64_t)(s->batch > 0 ? s->batch : 1) * sizeof(float);
+           (uint64_t)(s->batch > 0 ? s->batch : 1) * sr_kv_elem_bytes(s->kv_type);
 }
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -151,12 +150,11 @@ void sr_reserve_compute(const sr_model_dims *d, const sr_run_shape *s, sr_dev_ki
     if (d->n_adapters > 0)
         floats += T * (max64(H, I) + 3 * (int64_t)d->max_lora_rank + max64(qkvw, 2 * I) + 1);
     /* attention scores: runtime/attention.c's block of rows per thread on
-     * the CPU (sim tiers run the same kernels); all heads of the chunk at
-     * once on an accelerator */
+     * the CPU (sim tiers run the same kernels; with a bf16 cache + a chunk
+     * of widened rows); all heads of the chunk at once on an accelerator */
     const int64_t threads = s->threads > 0 ? s->threads : 1;
-    const int64_t cpu_rows = threads * (sr_attention_scratch_floats(1) / omp_get_max_threads());
-    int64_t rows = kind == SR_DEV_CPU ? cpu_rows : max64(d->n_heads * T, cpu_rows);
-    floats += rows * s->ctx;
+    const int64_t cpu = threads * sr_attention_thread_floats(s->ctx, (int)d->head_dim, s->kv_type);
+    floats += kind == SR_DEV_CPU ? cpu : max64(d->n_heads * T * s->ctx, cpu);
     /* + the RoPE frequency table the layers read, and the 64-byte alignment
      * of each workspace buffer */
     r->workspace = ((uint64_t)floats * sizeof(float) + WORKSPACE_PADDING) * b +

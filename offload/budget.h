@@ -24,6 +24,7 @@
 #include "offload/planner.h"
 #include "runtime/config.h"
 #include "runtime/error.h"
+#include "runtime/kv_cache.h"
 
 #define SR_CUDA_RUNTIME_OVERHEAD (512ull << 20)  /* context + cuBLAS workspace */
 #define SR_HOST_OS_HEADROOM (1ull << 30)
@@ -58,6 +59,7 @@ typedef struct sr_run_shape {
     int batch;          /* sequences decoded together */
     int chunk;          /* prefill tokens per pass (<= ctx) */
     int threads;        /* CPU threads (attention scratch per thread) */
+    sr_kv_type kv_type; /* KV cache elements */
 } sr_run_shape;
 
 typedef struct sr_reserve {
@@ -73,7 +75,7 @@ void sr_reserve_compute(const sr_model_dims *d, const sr_run_shape *s, sr_dev_ki
                         bool default_budget, sr_reserve *r);
 
 /* K and V of one decoder layer for s->ctx positions and s->batch sequences
- * (f32, as runtime/kv_cache.c allocates them). */
+ * (elements of s->kv_type, as runtime/kv_cache.c allocates them). */
 uint64_t sr_kv_layer_bytes(const sr_model_dims *d, const sr_run_shape *s);
 
 /* The planner's tiers for a device set: budgets from mm (NULL: defaults),

@@ -252,12 +252,13 @@ static int alloc_tier_kv(sr_offload *o, tier_rt *tr, int ti, int64_t ctx, sr_err
 {
     const sr_model *m = o->m;
     tr->kv = (sr_kv_cache){.n_layers = m->L, .nkv = (int)m->nkv, .hd = (int)m->hd, .ctx = ctx,
-                           .mem = tr->mem};
+                           .type = m->kv_type, .mem = tr->mem};
     tr->kv.k = sr_calloc((size_t)m->L, sizeof *tr->kv.k);
     tr->kv.v = sr_calloc((size_t)m->L, sizeof *tr->kv.v);
     tr->kv_blocks = sr_calloc(2 * (size_t)m->L, sizeof *tr->kv_blocks);
     if (!tr->kv.k || !tr->kv.v || !tr->kv_blocks) return sr_fail(err, "offload: out of memory");
-    const size_t block = sizeof(float) * (size_t)m->nkv * (size_t)ctx * (size_t)m->hd;
+    const size_t block = sr_kv_elem_bytes(m->kv_type) * (size_t)m->nkv * (size_t)ctx *
+                         (size_t)m->hd;
     for (int u = 0; u < o->n_units; u++) {
         const int l = u - 1;    /* units: embedding, layers 0..L-1, head */
         if (o->exec_tier[u] != ti || l < 0 || l >= m->L) continue;

@@ -98,7 +98,8 @@ int sr_placement_create(const sr_model *m, const sr_placement_opts *o, sr_placem
     }
     int *map_tier = NULL;
     p->shape = (sr_run_shape){.ctx = o->ctx, .batch = 1, .chunk = sr_seq_chunk(o->ctx),
-                              .threads = o->threads > 0 ? o->threads : 1};
+                              .threads = o->threads > 0 ? o->threads : 1,
+                              .kv_type = m->kv_type};
     if (sr_units_from_catalog(&m->cat, &m->cfg, &p->shape, &p->units, err)) {
         failed(SR_PLACEMENT_RUN, why);
         goto fail;

@@ -11,7 +11,8 @@
  * Prefill blocks are compute-bound: two sgemm calls.  Decode blocks are a
  * stream over K and V, which sgemm would pack (copy) on every call: they use
  * the streaming kernels of attention_stream.h where the CPU and head dim
- * allow. */
+ * allow.  A bf16 cache is widened exactly to f32 as it is read: by the
+ * streaming kernels' loads, and for sgemm in chunks of KV_CHUNK rows. */
 #include "runtime/attention.h"
 #include "runtime/attention_stream.h"
 
@@ -28,9 +29,18 @@
 /* Up to this many queries the blocks are (query, all heads of a group). */
 #define HEAD_BLOCKS_MAX_T 4
 
-int64_t sr_attention_scratch_floats(int64_t n_keys)
+/* Keys (or values) of a bf16 cache widened per sgemm call: a chunk of
+ * 512 rows (128 KiB at head dim 64) stays in L2 while sgemm reads it. */
+#define KV_CHUNK 512
+
+int64_t sr_attention_thread_floats(int64_t n_keys, int hd, sr_kv_type kv_type)
 {
-    return (int64_t)omp_get_max_threads() * ATTN_ROWS * n_keys;
+    return ATTN_ROWS * n_keys + (kv_type == SR_KV_F32 ? 0 : (int64_t)KV_CHUNK * hd);
+}
+
+int64_t sr_attention_scratch_floats(int64_t n_keys, int hd, sr_kv_type kv_type)
+{
+    return (int64_t)omp_get_max_threads() * sr_attention_thread_floats(n_keys, hd, kv_type);
 }
 
 /* One block: `rows` rows, row r is query i0 + r*di of head h0 + r*dh. */
@@ -66,25 +76,55 @@ SR_VEC_CLONES static void softmax_row(float *s, int64_t n, int64_t width, const 
     for (int64_t j = n; j < width; j++) s[j] = 0.0f;
 }
 
+/* Head g's keys / values: element offset g * head_stride. */
+static const void *kv_head(const sr_attn_args *a, const void *base, int g)
+{
+    return (const char *)base + (size_t)g * (size_t)a->head_stride * sr_kv_elem_bytes(a->kv_type);
+}
+
+/* Rows [j0, j0 + c) of a head's keys or values as f32: the f32 cache
+ * itself, or a bf16 cache's rows widened into buf. */
+static const float *rows_f32(const sr_attn_args *a, const void *head, int64_t j0, int64_t c,
+                             float *buf)
+{
+    if (a->kv_type == SR_KV_F32) return (const float *)head + j0 * a->hd;
+    sr_kv_widen(buf, (const char *)head + (size_t)(j0 * a->hd) * sr_kv_elem_bytes(a->kv_type),
+                c * a->hd, a->kv_type);
+    return buf;
+}
+
+/* `s` holds the block's score rows; a bf16 cache also uses the KV_CHUNK x
+ * hd floats after them (sr_attention_thread_floats). */
 static void attend_block_sgemm(const sr_attn_args *a, const attn_block *b, float *s)
 {
     const int hd = a->hd;
     const int64_t width = a->p0 + b->i0 + (int64_t)(b->rows - 1) * b->di + 1;
-    const float *k = a->k + b->g * a->head_stride, *v = a->v + b->g * a->head_stride;
+    const void *k = kv_head(a, a->k, b->g), *v = kv_head(a, a->v, b->g);
     const float *q = a->q + (int64_t)b->i0 * a->ldq + (int64_t)b->h0 * hd;
     float *o = a->out + (int64_t)b->i0 * a->ldo + (int64_t)b->h0 * hd;
     /* both strides are uniform: one of di, dh is 0 */
     const int64_t ldq = b->di * a->ldq + b->dh * hd, ldo = b->di * a->ldo + b->dh * hd;
+    /* an f32 cache in one call, a bf16 one in chunks of widened rows */
+    const int64_t step = a->kv_type == SR_KV_F32 ? width : KV_CHUNK;
+    float *buf = s + ATTN_ROWS * width;
 
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b->rows, (int)width, hd, a->scale, q,
-                (int)ldq, k, hd, 0.0f, s, (int)width);
+    /* S = scale Q K^T */
+    for (int64_t j0 = 0; j0 < width; j0 += step) {
+        const int64_t c = width - j0 < step ? width - j0 : step;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b->rows, (int)c, hd, a->scale, q,
+                    (int)ldq, rows_f32(a, k, j0, c, buf), hd, 0.0f, s + j0, (int)width);
+    }
     for (int r = 0; r < b->rows; r++) {
         const int i = b->i0 + r * b->di;
         const uint32_t sup = a->qsup && a->key_mem ? a->qsup[i] : 0;
         softmax_row(s + (int64_t)r * width, a->p0 + i + 1, width, a->key_mem, sup);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b->rows, hd, (int)width, 1.0f, s,
-                (int)width, v, hd, 0.0f, o, (int)ldo);
+    /* O = P V, accumulated over the same chunks */
+    for (int64_t j0 = 0; j0 < width; j0 += step) {
+        const int64_t c = width - j0 < step ? width - j0 : step;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b->rows, hd, (int)c, 1.0f, s + j0,
+                    (int)width, rows_f32(a, v, j0, c, buf), hd, j0 ? 1.0f : 0.0f, o, (int)ldo);
+    }
 }
 
 /* A decode block (one query, so every row has the same n keys) with the
@@ -94,14 +134,17 @@ static void attend_block_stream(const sr_attn_args *a, const attn_block *b, floa
 {
     const int hd = a->hd;
     const int64_t n = a->p0 + b->i0 + 1;
-    const float *k = a->k + b->g * a->head_stride, *v = a->v + b->g * a->head_stride;
+    const void *k = kv_head(a, a->k, b->g), *v = kv_head(a, a->v, b->g);
     const float *q = a->q + (int64_t)b->i0 * a->ldq + (int64_t)b->h0 * hd;
     float *o = a->out + (int64_t)b->i0 * a->ldo + (int64_t)b->h0 * hd;
     const uint32_t sup = a->qsup && a->key_mem ? a->qsup[b->i0] : 0;
+    const bool bf16 = a->kv_type == SR_KV_BF16;
 
-    kern->scores(q, hd, b->rows, k, hd, n, a->scale, s, n);
+    if (bf16) kern->scores_bf16(q, hd, b->rows, k, hd, n, a->scale, s, n);
+    else kern->scores(q, hd, b->rows, k, hd, n, a->scale, s, n);
     for (int r = 0; r < b->rows; r++) softmax_row(s + (int64_t)r * n, n, n, a->key_mem, sup);
-    kern->wsum(s, n, b->rows, v, hd, n, o, hd);
+    if (bf16) kern->wsum_bf16(s, n, b->rows, v, hd, n, o, hd);
+    else kern->wsum(s, n, b->rows, v, hd, n, o, hd);
 }
 
 static const sr_attn_stream_kernels *stream_kernels(sr_attn_kernel k)
@@ -170,7 +213,8 @@ void sr_attention_with(const sr_attn_args *a, sr_attn_kernel kern)
             b.di = 1;
             b.rows = T - b.i0 < ATTN_ROWS ? T - b.i0 : ATTN_ROWS;
         }
-        float *s = a->scratch + (int64_t)omp_get_thread_num() * ATTN_ROWS * (a->p0 + T);
+        float *s = a->scratch + (int64_t)omp_get_thread_num() *
+                                    sr_attention_thread_floats(a->p0 + T, a->hd, a->kv_type);
         if (stream) attend_block_stream(a, &b, s, stream);
         else attend_block_sgemm(a, &b, s);
     }

@@ -35,6 +35,12 @@ typedef struct sr_attn_stream_kernels {
      * v_j at v + j*hd. */
     void (*wsum)(const float *s, int64_t lds, int rows, const float *v, int hd, int64_t n,
                  float *o, int64_t ldo);
+    /* The same over a bf16 cache: each element widened exactly to f32 as
+     * it is loaded, then the same arithmetic. */
+    void (*scores_bf16)(const float *q, int64_t ldq, int rows, const uint16_t *k, int hd,
+                        int64_t n, float scale, float *s, int64_t lds);
+    void (*wsum_bf16)(const float *s, int64_t lds, int rows, const uint16_t *v, int hd,
+                      int64_t n, float *o, int64_t ldo);
 } sr_attn_stream_kernels;
 
 extern const sr_attn_stream_kernels sr_attn_stream_c;

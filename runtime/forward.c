@@ -53,7 +53,7 @@ static void workspace_sizes(const sr_model *m, int max_t, int64_t ctx, int64_t n
     n[4] = T * 2 * m->I;                            /* gu */
     n[5] = T * m->I;                                /* act */
     n[6] = lora_scratch(m, max_t);                  /* lora */
-    n[7] = sr_attention_scratch_floats(ctx);        /* scores */
+    n[7] = sr_attention_scratch_floats(ctx, (int)m->hd, m->kv_type);   /* scores */
 }
 
 uint64_t sr_workspace_bytes(const sr_model *m, int max_t, int64_t ctx)
@@ -174,7 +174,7 @@ int sr_seq_create(const sr_model *m, int64_t ctx, sr_seq **out, sr_error *err)
     s->ctx = ctx;
     s->chunk = sr_seq_chunk(ctx);
     sr_switch_reset(&s->sw);
-    if (sr_kv_cache_init(&s->kv, m->L, (int)m->nkv, (int)m->hd, ctx, err)) goto fail;
+    if (sr_kv_cache_init(&s->kv, m->L, (int)m->nkv, (int)m->hd, ctx, m->kv_type, err)) goto fail;
     if (sr_workspace_init(&s->ws, m, s->chunk, ctx, err)) goto fail;
     s->tokens = sr_malloc(sizeof(int32_t) * (size_t)ctx);
     s->adapter = sr_malloc(sizeof(int32_t) * (size_t)ctx);
@@ -333,16 +333,13 @@ void sr_layer_forward_w(const sr_model *m, const sr_layer_weights *w, int l, sr_
             sr_rope_apply(&m->rope, q, (int)m->nh, hd, st->rope_pos[i]);
             sr_rope_apply(&m->rope, k, (int)m->nkv, hd, st->rope_pos[i]);
         }
-        for (int64_t g = 0; g < m->nkv; g++) {
-            memcpy(sr_kv_k(kv, l, (int)g) + (st->p0 + i) * hd, k + g * hd, sizeof(float) * hd);
-            memcpy(sr_kv_v(kv, l, (int)g) + (st->p0 + i) * hd, k + kvd + g * hd,
-                   sizeof(float) * hd);
-        }
+        for (int64_t g = 0; g < m->nkv; g++)
+            sr_kv_write(kv, l, (int)g, st->p0 + i, k + g * hd, k + kvd + g * hd);
     }
     sr_attn_args aa = {
         .nh = (int)m->nh, .nkv = (int)m->nkv, .hd = (int)hd, .scale = m->attn_scale,
         .p0 = st->p0, .T = T, .q = ws->qkv, .ldq = D,
-        .k = kv->k[l], .v = kv->v[l], .head_stride = kv->ctx * hd,
+        .k = kv->k[l], .v = kv->v[l], .head_stride = kv->ctx * hd, .kv_type = kv->type,
         .key_mem = m->hiding ? kv->mem : NULL, .qsup = m->hiding ? st->qsup : NULL,
         .out = ws->attn, .ldo = qd, .scratch = ws->scores,
     };

@@ -405,7 +405,7 @@ static int check_supported(const sr_config *c, sr_error *err)
 uint64_t sr_kv_bytes(const sr_model *m, int64_t ctx)
 {
     /* + tokens, adapter indices and RoPE positions per position (sr_seq) */
-    return sr_kv_cache_bytes(m->L, (int)m->nkv, (int)m->hd, ctx) +
+    return sr_kv_cache_bytes(m->L, (int)m->nkv, (int)m->hd, ctx, m->kv_type) +
            (uint64_t)ctx * 3 * sizeof(int32_t);
 }
 

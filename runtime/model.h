@@ -23,6 +23,7 @@
 #include "runtime/catalog.h"
 #include "runtime/checkpoint.h"
 #include "runtime/config.h"
+#include "runtime/kv_cache.h"
 #include "runtime/lora.h"
 #include "runtime/rope.h"
 #include "runtime/switch.h"
@@ -73,6 +74,8 @@ typedef struct sr_model {
     bool use_rope;
     sr_rope rope;
     bool hiding;                        /* Gen A with at least one hiding group */
+    sr_kv_type kv_type;                 /* KV cache elements of its sequences (a run
+                                           option, f32 unless set before any sequence) */
     uint64_t tile_bytes;                /* int8 kernels' tiles made at load (runs_on_cpu) */
     void *tile_arena;                   /* all those tiles, when one buffer could hold them */
 

@@ -29,7 +29,8 @@ int sr_seq_create_state(const sr_model *m, int64_t ctx, sr_seq **out, sr_error *
     s->ctx = ctx;
     s->chunk = sr_seq_chunk(ctx);
     sr_switch_reset(&s->sw);
-    s->kv = (sr_kv_cache){.n_layers = m->L, .nkv = (int)m->nkv, .hd = (int)m->hd, .ctx = ctx};
+    s->kv = (sr_kv_cache){.n_layers = m->L, .nkv = (int)m->nkv, .hd = (int)m->hd, .ctx = ctx,
+                          .type = m->kv_type};
     s->kv.mem = sr_calloc((size_t)ctx, sizeof *s->kv.mem);
     s->tokens = sr_malloc(sizeof(int32_t) * (size_t)ctx);
     s->adapter = sr_malloc(sizeof(int32_t) * (size_t)ctx);

@@ -25,7 +25,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(sr_attn_args a)
     const int hd = a.hd, g = h / (a.nh / a.nkv);
     const int64_t n_keys = a.p0 + i + 1;
     const float *q = a.q + (int64_t)i * a.ldq + (int64_t)h * hd;
-    const float *k = a.k + g * a.head_stride, *v = a.v + g * a.head_stride;
+    const float *k = (const float *)a.k + g * a.head_stride;
+    const float *v = (const float *)a.v + g * a.head_stride;
     const uint32_t sup = a.qsup && a.key_mem ? a.qsup[i] : 0u;
 
     float qr[kDimsPerLane], o[kDimsPerLane];
@@ -100,6 +101,9 @@ extern "C" int sr_cuda_attention(sr_cuda_ctx *c, const sr_attn_args *a, sr_error
                        "head_dim %d <= %d, T %d, p0 %lld)", a ? a->nh : 0, a ? a->nkv : 0,
                        a ? a->hd : 0, SR_CUDA_ATTN_MAX_HD, a ? a->T : 0,
                        a ? (long long)a->p0 : 0LL);
+    if (a->kv_type != SR_KV_F32)
+        return sr_fail(err, "cuda: attention: a %s KV cache is not supported on CUDA (f32 only)",
+                       sr_kv_type_name(a->kv_type));
     if (!a->T) return 0;
     if (!a->q || !a->k || !a->v || !a->out || a->head_stride < (a->p0 + a->T) * a->hd ||
         a->ldq < (int64_t)a->nh * a->hd || a->ldo < (int64_t)a->nh * a->hd)

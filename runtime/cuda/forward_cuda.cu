@@ -365,6 +365,9 @@ extern "C" int sr_cuda_seq_create(const sr_cuda_model *dm, int64_t ctx, sr_cuda_
 {
     *out = NULL;
     const sr_model *m = dm->m;
+    if (m->kv_type != SR_KV_F32)
+        return sr_fail(err, "cuda sequence: a %s KV cache is not supported on CUDA (f32 only)",
+                       sr_kv_type_name(m->kv_type));
     sr_cuda_seq *s = (sr_cuda_seq *)sr_calloc(1, sizeof *s);
     if (!s) return sr_fail(err, "cuda sequence: out of memory");
     s->dm = dm;

@@ -46,7 +46,8 @@ static void run_case(const attn_case *c)
     }
     float *ref = malloc(sizeof(float) * (size_t)(T * ldo)), *got = malloc(sizeof(float) * (size_t)(T * ldo));
     for (int64_t i = 0; i < T * ldo; i++) ref[i] = got[i] = 0.0f;
-    float *scratch = malloc(sizeof(float) * (size_t)sr_attention_scratch_floats(n_keys));
+    float *scratch =
+        malloc(sizeof(float) * (size_t)sr_attention_scratch_floats(n_keys, hd, SR_KV_F32));
     const float scale = 1.0f / sqrtf((float)hd);
     sr_attn_args a = {
         .nh = nh, .nkv = nkv, .hd = hd, .scale = scale, .p0 = c->p0, .T = T, .q = q, .ldq = ldq,

@@ -98,6 +98,14 @@ static void test_reserve_and_kv(void **state)
     /* everything per sequence, but the tier's one RoPE table (head_dim / 2 floats) */
     const uint64_t rope = 16 / 2 * 4;
     assert_true(big.total - rope == 4 * (sim.total - rope));
+    /* a bf16 cache: half the KV bytes; the CPU's workspace grows by the chunk
+     * of widened rows each thread's attention needs (runtime/attention.c) */
+    s.batch = 1;
+    s.kv_type = SR_KV_BF16;
+    assert_true(sr_kv_layer_bytes(&dims, &s) == 2ull * 2 * 16 * 512 * 2);
+    sr_reserve cpu_bf16;
+    sr_reserve_compute(&dims, &s, SR_DEV_CPU, true, &cpu_bf16);
+    assert_true(cpu_bf16.workspace == cpu.workspace + 2ull * 512 * 16 * 4);
 }
 
 static void test_tiers_build(void **state)

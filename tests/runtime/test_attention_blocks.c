@@ -21,18 +21,23 @@
  * softmax turns an absolute score error d into a relative weight error d,
  * so |o - o_ref| stays near 1e-6 · max|v| (measured worst case printed
  * by the test: ~1e-6), and 1e-5 leaves a 10x margin without hiding a wrong
- * key, row or scale (those give errors of order max|v|). */
+ * key, row or scale (those give errors of order max|v|).
+ *
+ * A bf16 cache: every kernel against the f32 path over the widened values
+ * (test_bf16_cache_matches_widened). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "runtime/attention.h"
 #include "runtime/attention_stream.h"
+#include "runtime/dtype.h"
 
 enum { NH = 10, NKV = 2, HD = 16, CTX = 80 };
 
@@ -63,7 +68,7 @@ static fixture *make_fixture(int hiding)
         f->mem[i] = (rnd() > 0.7f) ? 1u + (rnd() > 0.0f) : 0;
         f->qsup[i] = f->mem[i] ? 0 : 3;
     }
-    f->scratch = malloc(sizeof(float) * (size_t)sr_attention_scratch_floats(CTX));
+    f->scratch = malloc(sizeof(float) * (size_t)sr_attention_scratch_floats(CTX, HD, SR_KV_F32));
     return f;
 }
 
@@ -174,7 +179,7 @@ static shape make_shape(int nh, int nkv, int hd, int64_t ctx)
     sh.v = malloc(sizeof(float) * kv);
     sh.out = malloc(sizeof(float) * qo);
     sh.ref = malloc(sizeof(float) * qo);
-    sh.scratch = malloc(sizeof(float) * (size_t)sr_attention_scratch_floats(ctx));
+    sh.scratch = malloc(sizeof(float) * (size_t)sr_attention_scratch_floats(ctx, hd, SR_KV_F32));
     sh.mem = calloc((size_t)ctx, sizeof(uint32_t));
     sh.qsup = calloc((size_t)ctx, sizeof(uint32_t));
     /* q·k/sqrt(hd) * 6: scores with a spread of about +-2 sigma = 4 */
@@ -335,6 +340,82 @@ static void test_unusable_kernel_falls_back(void **state)
     free_shape(&sh);
 }
 
+/* ---- a bf16 cache ---------------------------------------------------------- */
+
+/* Attention over a bf16 cache computes what the f32 path computes over the
+ * widened values: the streaming kernels bit for bit (the same arithmetic in
+ * the same order, only the loads widen), sgemm within the tolerance above
+ * (its keys and values go in chunks of 512 widened rows, so the sums split
+ * differently).  1100 keys: two full chunks and a partial one. */
+static void test_bf16_cache_matches_widened(void **state)
+{
+    (void)state;
+    static const struct { int nh, nkv, hd; } shapes[] = {
+        {40, 8, 64}, {32, 8, 128}, {4, 2, 16}, {4, 2, 24}, {6, 2, 7}, {2, 1, 256},
+    };
+    const int64_t ctx = 1100;
+    static const struct { int64_t p0; int T; } calls[] = {
+        {0, 1}, {510, 1}, {511, 1}, {1099, 1}, {700, 4}, {0, 37}, {480, 64}, {1000, 100},
+    };
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int hd = shapes[si].hd;
+        shape sh = make_shape(shapes[si].nh, shapes[si].nkv, hd, ctx);
+        const size_t n = (size_t)sh.nkv * (size_t)ctx * (size_t)hd, row = (size_t)sh.nh * hd;
+        uint16_t *kb = malloc(2 * n), *vb = malloc(2 * n);
+        for (size_t i = 0; i < n; i++) {
+            kb[i] = sr_f32_to_bf16(sh.k[i]);
+            vb[i] = sr_f32_to_bf16(sh.v[i]);
+            sh.k[i] = sr_bf16_to_f32(kb[i]);      /* the f32 path reads the stored values */
+            sh.v[i] = sr_bf16_to_f32(vb[i]);
+        }
+        float *scratch = malloc(sizeof(float) *
+                                (size_t)sr_attention_scratch_floats(ctx, hd, SR_KV_BF16));
+        const sr_attn_kernel kernels[] = {SR_ATTN_SGEMM, SR_ATTN_STREAM_C, SR_ATTN_STREAM_AVX2,
+                                          SR_ATTN_STREAM_AVX512};
+        for (size_t ci = 0; ci < sizeof calls / sizeof *calls; ci++)
+            for (size_t kk = 0; kk < sizeof kernels / sizeof *kernels; kk++) {
+                if (!sr_attn_kernel_usable(kernels[kk], hd)) continue;
+                const int64_t p0 = calls[ci].p0;
+                const int T = calls[ci].T;
+                const int hiding = (int)(ci % 2);
+                const size_t bytes = sizeof(float) * (size_t)T * row;
+                memset(sh.ref, 0xff, bytes);
+                memset(sh.out, 0xff, bytes);
+                run_shape(&sh, p0, T, hiding, kernels[kk], sh.ref);
+                sr_attn_args a = {.nh = sh.nh, .nkv = sh.nkv, .hd = hd,
+                                  .scale = 1.0f / sqrtf((float)hd), .p0 = p0, .T = T,
+                                  .q = sh.q + p0 * (int64_t)row, .ldq = (int64_t)row,
+                                  .k = kb, .v = vb, .head_stride = ctx * hd,
+                                  .kv_type = SR_KV_BF16, .key_mem = hiding ? sh.mem : NULL,
+                                  .qsup = hiding ? sh.qsup + p0 : NULL, .out = sh.out,
+                                  .ldo = (int64_t)row, .scratch = scratch};
+                sr_attention_with(&a, kernels[kk]);
+                const bool streamed = T <= 4 && kernels[kk] != SR_ATTN_SGEMM;
+                for (size_t i = 0; i < (size_t)T * row; i++) {
+                    const bool ok = streamed ? !memcmp(&sh.out[i], &sh.ref[i], sizeof(float))
+                                             : fabsf(sh.out[i] - sh.ref[i]) <= 1e-5f * 3.0f;
+                    if (!ok)
+                        fail_msg("bf16 cache, %s: nh %d nkv %d hd %d, p0 %lld T %d hiding %d: "
+                                 "element %zu: %.9g vs %.9g over the widened f32 values",
+                                 kernel_name(kernels[kk]), sh.nh, sh.nkv, hd, (long long)p0, T,
+                                 hiding, i, sh.out[i], sh.ref[i]);
+                }
+            }
+        free(scratch);
+        free(kb);
+        free(vb);
+        free_shape(&sh);
+    }
+}
+
+/* A bf16 cache needs a widened chunk per thread beside the score rows. */
+static void test_bf16_scratch_size(void **state)
+{
+    (void)state;
+    assert_true(sr_attention_thread_floats(100, 64, SR_KV_F32) == 16 * 100);
+    assert_true(sr_attention_thread_floats(100, 64, SR_KV_BF16) == 16 * 100 + 512 * 64);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -343,6 +424,8 @@ int main(void)
         cmocka_unit_test(test_decode_kernels_match_reference),
         cmocka_unit_test(test_prefill_keeps_sgemm),
         cmocka_unit_test(test_unusable_kernel_falls_back),
+        cmocka_unit_test(test_bf16_cache_matches_widened),
+        cmocka_unit_test(test_bf16_scratch_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

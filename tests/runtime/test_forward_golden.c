@@ -27,6 +27,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "runtime/dtype.h"
 #include "runtime/forward.h"
 #include "runtime/generate.h"
 #include "runtime/log.h"
@@ -261,6 +262,129 @@ static void test_with_buffers(void **state)
     sr_model_free(mb);
 }
 
+/* ---- a bf16 KV cache (strata_model_params.kv_type "bf16") ---------------------
+ *
+ * The kernels are pinned by test_attention_blocks (a bf16 cache computes what
+ * f32 computes over the widened values) and test_kernels (rounding).  Here,
+ * on every forward case of the golden models:
+ *   - against the upstream fp32 logits: |dlogit| <= 0.01.  Not a derived
+ *     bound: rounding every key and value (relative error <= 2^-9) moves these
+ *     logits by 0.0015-0.003 (std 0.27-0.28); a wrong position or a stale
+ *     entry moves them by the order of their std.
+ *   - prefill(k) + one-token decode steps against one full forward, both
+ *     with a bf16 cache: the two schedules compute each key and value in f32
+ *     in different summation orders, so where those straddle a bf16 rounding
+ *     boundary the stored values differ by one bf16 ulp, and the later
+ *     layers see (and round) inputs that differ by that much.  Checked: every
+ *     cached element of every position within 2^-7 of its row's largest
+ *     magnitude (one bf16 ulp of any element of the row is at most that; a
+ *     value stored at the wrong position or left stale is off by the order of
+ *     the row), and the logits within 1e-3 (one such element moves them by
+ *     about 6e-5 here: the 0.003 of rounding all ~10^4 elements, / sqrt(10^4),
+ *     x 2 for a whole ulp; measured worst 1.3e-4). */
+#define BF16_KV_VS_F32_TOL 0.01
+#define BF16_KV_SCHEDULE_TOL 1e-3
+
+
+static void check_bf16_row(const char *model, const char *name, sr_model *m, const case_file *c,
+                           int64_t b, int64_t prefill_k, double *worst, double *worst_sched,
+                           int64_t *flips, int64_t *elems)
+{
+    const int64_t L = c->ids->shape[1], V = m->V;
+    int64_t pad = 0;
+    if (c->mask)
+        while (pad < L && i64(c->mask, b * L + pad) == 0) pad++;
+    const int64_t T = L - pad;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)T);
+    float *full = malloc(sizeof(float) * (size_t)(T * V));
+    float *inc = malloc(sizeof(float) * (size_t)(T * V));
+    for (int64_t i = 0; i < T; i++) tok[i] = (int32_t)i64(c->ids, b * L + pad + i);
+    sr_seq *sf, *si;
+    sr_error err = {{0}};
+    assert_int_equal(sr_seq_create(m, T, &sf, &err), 0);
+    assert_int_equal(sr_seq_create(m, T, &si, &err), 0);
+    assert_int_equal(sf->kv.type, SR_KV_BF16);
+    assert_int_equal(sr_forward(sf, tok, T, full, true, NULL, NULL, &err), 0);
+    double d = max_diff(full, c->logits, (b * L + pad) * V, T * V);
+    if (d > *worst) *worst = d;
+    if (d > BF16_KV_VS_F32_TOL) fail_msg("%s/%s row %lld: bf16 cache: logits differ from upstream "
+                                         "fp32 by %g", model, name, (long long)b, d);
+    int64_t kp = prefill_k - pad > 0 ? prefill_k - pad : 1;
+    assert_int_equal(sr_forward(si, tok, kp, inc, true, NULL, NULL, &err), 0);
+    for (int64_t i = kp; i < T; i++)
+        assert_int_equal(sr_forward(si, tok + i, 1, inc + i * V, false, NULL, NULL, &err), 0);
+    double ds = 0;
+    for (int64_t i = 0; i < T * V; i++) {
+        double x = fabs((double)full[i] - inc[i]);
+        if (!(x <= ds)) ds = x;
+    }
+    if (ds > *worst_sched) *worst_sched = ds;
+    if (ds > BF16_KV_SCHEDULE_TOL) fail_msg("%s/%s row %lld: bf16 cache: prefill %lld + decode "
+                                            "differs from one forward by %g", model, name,
+                                            (long long)b, (long long)kp, ds);
+    for (int l = 0; l < m->L; l++)
+        for (int g = 0; g < (int)m->nkv; g++)
+            for (int kv = 0; kv < 2; kv++) {
+                const uint16_t *x = kv ? sr_kv_v(&sf->kv, l, g) : sr_kv_k(&sf->kv, l, g);
+                const uint16_t *y = kv ? sr_kv_v(&si->kv, l, g) : sr_kv_k(&si->kv, l, g);
+                for (int64_t t = 0; t < T; t++) {
+                    float big = 0;
+                    for (int64_t e = 0; e < m->hd; e++)
+                        big = fmaxf(big, fabsf(sr_bf16_to_f32(x[t * m->hd + e])));
+                    for (int64_t e = t * m->hd; e < (t + 1) * m->hd; e++) {
+                        const float dx = fabsf(sr_bf16_to_f32(x[e]) - sr_bf16_to_f32(y[e]));
+                        if (!(dx <= 0x1p-7f * big))
+                            fail_msg("%s/%s: bf16 cache layer %d head %d %s position %lld: "
+                                     "%#06x vs %#06x (row max %g)", model, name, l, g,
+                                     kv ? "V" : "K", (long long)t, x[e], y[e], big);
+                        *flips += x[e] != y[e];
+                    }
+                }
+                *elems += T * m->hd;
+            }
+    sr_seq_free(sf);
+    sr_seq_free(si);
+    free(tok);
+    free(full);
+    free(inc);
+}
+
+static void test_bf16_kv_cache(void **state)
+{
+    (void)state;
+    static const char *const models[] = {"granite-dense", "switch-3a", "switch-3a-bf16"};
+    for (size_t mi = 0; mi < sizeof models / sizeof *models; mi++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "model/%s/cases/manifest.json", models[mi]);
+        json_error_t je;
+        json_t *man = json_load_file(test_data(rel), 0, &je);
+        assert_non_null(man);
+        sr_model *m = load(models[mi]);
+        m->kv_type = SR_KV_BF16;
+        json_t *cs;
+        size_t i;
+        double worst = 0, worst_sched = 0;
+        int64_t flips = 0, elems = 0;
+        json_array_foreach(json_object_get(man, "cases"), i, cs) {
+            const char *name = json_string_value(json_object_get(cs, "name"));
+            if (strcmp(json_string_value(json_object_get(cs, "kind")), "forward")) continue;
+            case_file c;
+            open_case(models[mi], json_string_value(json_object_get(cs, "file")), &c);
+            int64_t pk = json_integer_value(json_object_get(cs, "prefill_k"));
+            for (int64_t b = 0; b < c.ids->shape[0]; b++)
+                check_bf16_row(models[mi], name, m, &c, b, pk, &worst, &worst_sched, &flips,
+                               &elems);
+            sr_st_close(c.f);
+        }
+        fprintf(stderr, "%s, bf16 cache: max |dlogit| %.3g vs upstream fp32, %.3g prefill+decode "
+                "vs one forward; %lld of %lld cached elements differ\n", models[mi], worst,
+                worst_sched, (long long)flips, (long long)elems);
+        assert_true(elems > 0);
+        sr_model_free(m);
+        json_decref(man);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +392,7 @@ int main(void)
         cmocka_unit_test(test_switch_3a),
         cmocka_unit_test(test_switch_3a_bf16),
         cmocka_unit_test(test_with_buffers),
+        cmocka_unit_test(test_bf16_kv_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

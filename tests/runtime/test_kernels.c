@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <float.h>
 
 #include <cmocka.h>
 
 #include "runtime/alloc.h"
 #include "runtime/attention.h"
+#include "runtime/dtype.h"
 #include "runtime/kv_cache.h"
 #include "runtime/lora.h"
 #include "runtime/rope.h"
@@ -100,7 +102,7 @@ static void run_attn(attn_fix *f, int64_t p0, int T, const uint32_t *qsup, float
                       .q = f->q + p0 * NH * HD, .ldq = NH * HD, .k = f->k, .v = f->v,
                       .head_stride = CTX * HD, .key_mem = f->mem, .qsup = qsup,
                       .out = out, .ldo = NH * HD, .scratch = f->scratch};
-    assert_true(sr_attention_scratch_floats(CTX) <= 64 * CTX);
+    assert_true(sr_attention_scratch_floats(CTX, HD, SR_KV_F32) <= 64 * CTX);
     sr_attention(&a);
 }
 
@@ -324,14 +326,15 @@ static void test_kv_cache(void **state)
     (void)state;
     sr_kv_cache kv;
     sr_error err;
-    assert_int_equal(sr_kv_cache_init(&kv, 3, 2, 8, 100, &err), 0);
-    assert_int_equal(sr_kv_cache_bytes(3, 2, 8, 100), 2ull * 3 * 2 * 8 * 100 * 4 + 100 * 4);
-    assert_ptr_equal(sr_kv_k(&kv, 1, 1), kv.k[1] + 800);
+    assert_int_equal(sr_kv_cache_init(&kv, 3, 2, 8, 100, SR_KV_F32, &err), 0);
+    assert_int_equal(sr_kv_cache_bytes(3, 2, 8, 100, SR_KV_F32),
+                     2ull * 3 * 2 * 8 * 100 * 4 + 100 * 4);
+    assert_ptr_equal(sr_kv_k(&kv, 1, 1), (float *)kv.k[1] + 800);
     sr_kv_cache_free(&kv);
     /* every allocation failing in turn: a clean error, nothing leaked */
     for (long n = 0; n < 9; n++) {
         sr_alloc_fail_after(n);
-        int rc = sr_kv_cache_init(&kv, 3, 2, 8, 100, &err);
+        int rc = sr_kv_cache_init(&kv, 3, 2, 8, 100, SR_KV_F32, &err);
         sr_alloc_fail_after(-1);
         if (rc == 0) {
             sr_kv_cache_free(&kv);
@@ -339,7 +342,53 @@ static void test_kv_cache(void **state)
         }
         assert_non_null(strstr(err.msg, "kv cache"));
     }
-    assert_int_equal(sr_kv_cache_init(&kv, 3, 2, 8, 0, &err), -1);
+    assert_int_equal(sr_kv_cache_init(&kv, 3, 2, 8, 0, SR_KV_F32, &err), -1);
+    assert_int_equal(sr_kv_cache_init(&kv, 3, 2, 8, 100, (sr_kv_type)7, &err), -1);
+    assert_non_null(strstr(err.msg, "element type"));
+}
+
+/* A bf16 cache: half the bytes, each value rounded to nearest even once when
+ * written (ties to even, NaN stays NaN, overflow to infinity, as torch's
+ * .to(bfloat16)), widened back exactly. */
+static void test_kv_cache_bf16(void **state)
+{
+    (void)state;
+    sr_kv_cache kv;
+    sr_error err;
+    sr_kv_type t;
+    assert_int_equal(sr_kv_type_parse("bf16", &t), 0);
+    assert_int_equal(t, SR_KV_BF16);
+    assert_int_equal(sr_kv_type_parse("f32", &t), 0);
+    assert_int_equal(t, SR_KV_F32);
+    assert_int_equal(sr_kv_type_parse("f16", &t), -1);
+    assert_int_equal(sr_kv_type_parse(NULL, &t), -1);
+    assert_string_equal(sr_kv_type_name(SR_KV_BF16), "bf16");
+    assert_int_equal(sr_kv_cache_bytes(3, 2, 8, 100, SR_KV_BF16),
+                     2ull * 3 * 2 * 8 * 100 * 2 + 100 * 4);
+    assert_int_equal(sr_kv_cache_init(&kv, 3, 2, 8, 100, SR_KV_BF16, &err), 0);
+    assert_ptr_equal(sr_kv_k(&kv, 1, 1), (uint16_t *)kv.k[1] + 800);
+    assert_ptr_equal(sr_kv_v(&kv, 2, 1), (uint16_t *)kv.v[2] + 800);
+    /* 1 + 2^-8 is a tie between 1 and 1 + 2^-7: to even (1); 1 + 3*2^-8 is a
+     * tie between 1 + 2^-7 and 1 + 2^-6: to even (1 + 2^-6); just above a tie
+     * rounds up; the largest finite f32 overflows to infinity */
+    const float k[8] = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, 1.0f + 0x1p-8f + 0x1p-20f, -2.5f,
+                        NAN, INFINITY, FLT_MAX, -0.0f};
+    const uint16_t want[8] = {0x3f80, 0x3f82, 0x3f81, 0xc020, 0, 0x7f80, 0x7f80, 0x8000};
+    float v[8];
+    for (int e = 0; e < 8; e++) v[e] = (float)e;
+    sr_kv_write(&kv, 2, 1, 37, k, v);
+    const uint16_t *kg = (const uint16_t *)sr_kv_k(&kv, 2, 1) + 37 * 8;
+    const uint16_t *vg = (const uint16_t *)sr_kv_v(&kv, 2, 1) + 37 * 8;
+    for (int e = 0; e < 8; e++) {
+        if (e == 4) assert_true((kg[e] & 0x7fff) > 0x7f80);     /* still a NaN */
+        else assert_int_equal(kg[e], want[e]);
+        assert_int_equal(vg[e], sr_f32_to_bf16((float)e));
+    }
+    float back[8];
+    sr_kv_widen(back, kg, 8, SR_KV_BF16);
+    assert_true(back[0] == 1.0f && back[1] == 1.0f + 0x1p-6f && back[3] == -2.5f);
+    assert_true(isnan(back[4]) && back[5] == INFINITY && signbit(back[7]));
+    sr_kv_cache_free(&kv);
 }
 
 /* ---- sampling ---------------------------------------------------------------------- */
@@ -410,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_lora),
         cmocka_unit_test(test_lora_zero),
         cmocka_unit_test(test_kv_cache),
+        cmocka_unit_test(test_kv_cache_bf16),
         cmocka_unit_test(test_sampling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

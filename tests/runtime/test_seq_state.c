@@ -80,7 +80,8 @@ static void test_units_over_state_and_buffer(void **state)
         assert_int_equal(sr_seq_create(m, ctx, &ref, &err), 0);
         assert_int_equal(sr_seq_create_state(m, ctx, &s, &err), 0);
         sr_kv_cache kv;
-        assert_int_equal(sr_kv_cache_init(&kv, m->L, (int)m->nkv, (int)m->hd, ctx, &err), 0);
+        assert_int_equal(
+            sr_kv_cache_init(&kv, m->L, (int)m->nkv, (int)m->hd, ctx, SR_KV_F32, &err), 0);
         uint32_t *own_mem = kv.mem;     /* the units read the state's Mem bits */
         const size_t wsb = (size_t)sr_workspace_buffer_bytes(m, s->chunk, ctx);
         void *buf = sr_malloc_aligned(wsb);
