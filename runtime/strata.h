@@ -41,9 +41,11 @@
 extern "C" {
 #endif
 
-#define STRATA_API_VERSION 4     /* 2: placement (devices, max_memory, ...);
+#define STRATA_API_VERSION 5     /* 2: placement (devices, max_memory, ...);
                                     3: strata_model_params.logical_gpus;
-                                    4: strata_model_info.kernel_layout_bytes */
+                                    4: strata_model_info.kernel_layout_bytes;
+                                    5: strata_model_params.kv_type,
+                                       strata_model_info.kv_type */
 
 /* ---- errors ---------------------------------------------------------------- */
 
@@ -111,6 +113,12 @@ typedef struct strata_model_params {
                                    devices cuda:P.0, cuda:P.1, ... with 1/N of its memory
                                    (max_memory indices then count these); 0 or 1: no
                                    split; other devices refuse N > 1 */
+    /* (API version 5) */
+    const char *kv_type;        /* KV cache elements of every session: "f32" (NULL, the
+                                   default: what the f32 reference computes) or "bf16"
+                                   (half the memory; each key and value rounded to
+                                   nearest even once, as transformers keeps them for
+                                   a bf16 model).  Not on CUDA devices. */
 } strata_model_params;
 
 strata_model_params strata_model_default_params(void);
@@ -138,6 +146,7 @@ typedef struct strata_model_info {
      * the 4-bit weights under STRATA_KERNELS=int8 (0 otherwise, and for a
      * model placed on devices) */
     uint64_t kernel_layout_bytes;
+    const char *kv_type;        /* "f32" or "bf16" (strata_model_params.kv_type) */
 } strata_model_info;
 
 void strata_model_get_info(const strata_model *m, strata_model_info *info);

@@ -300,6 +300,10 @@ strata_status strata_model_open(const char *dir, const strata_model_params *para
                     "devices (e.g. "
                     "\"sim:2x512MiB\" or \"cuda\"), not %s", dir,
                     p.devices ? "\"cpu\"" : "NULL");
+    sr_kv_type kv_type = SR_KV_F32;
+    if (p.kv_type && sr_kv_type_parse(p.kv_type, &kv_type))
+        return fail(err, STRATA_ERR_ARGUMENT, "model %s: kv_type \"%s\": expected \"f32\" or "
+                    "\"bf16\"", dir, p.kv_type);
     if (p.prefetch < -1 || p.prefetch > 64)
         return fail(err, STRATA_ERR_ARGUMENT, "model %s: prefetch %d: expected -1 (none), 0 (the "
                     "default) or a distance up to 64", dir, p.prefetch);
@@ -322,6 +326,7 @@ strata_status strata_model_open(const char *dir, const strata_model_params *para
         st = fail_sr(err, STRATA_ERR_FORMAT, &e);
         goto fail;
     }
+    sm->m->kv_type = kv_type;   /* before any session or plan sizes a cache */
     if ((st = open_tokenizer(sm, dir, p.tokenizer, err))) goto fail;
     if (sr_chat_load(dir, &sm->m->cfg, &sm->chat, &e)) {
         st = fail_sr(err, STRATA_ERR_FORMAT, &e);
@@ -362,6 +367,7 @@ void strata_model_get_info(const strata_model *sm, strata_model_info *info)
     info->generation = sr_gen_name(c->gen);
     info->weight_bytes = sm->weight_bytes;
     info->kernel_layout_bytes = sm->m->tile_bytes;
+    info->kv_type = sr_kv_type_name(sm->m->kv_type);
 }
 
 uint64_t strata_model_session_bytes(const strata_model *m, int64_t n_ctx)

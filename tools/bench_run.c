@@ -58,6 +58,7 @@ typedef struct options {
     int threads, prompt, gen, runs;
     int ctx;                    /* 0: prompt + gen */
     bool json;
+    const char *kv_type;
     placement_args place;
 } options;
 
@@ -72,7 +73,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: strata bench run --model DIR [--threads N] [--prompt N] [--gen N] [--runs N] "
-            "[--ctx N] [--json] [placement]\n"
+            "[--ctx N] [--kv-type T] [--json] [placement]\n"
             "  --model DIR   model directory (config.json + safetensors)\n"
             "  --threads N   OpenMP threads for the model and the bandwidth probe (default: all)\n"
             "  --prompt N    prompt tokens to prefill (default 512)\n"
@@ -81,6 +82,7 @@ static void usage(FILE *f)
             "(default 1)\n"
             "  --ctx N       context positions of the sequence (default prompt + gen); a\n"
             "                placement plans its KV cache for them\n"
+            "  --kv-type T   KV cache elements: f32 (default) or bf16 (half the memory)\n"
             "  --json        one JSON object on stdout instead of text\n");
     placement_args_usage(f);
     fprintf(f,
@@ -124,7 +126,8 @@ static int parse_options(int argc, char **argv, options *o)
         }
         if (i + 1 == argc) {
             static const char *const valued[] = {"--model", "-m",   "--threads", "--prompt",
-                                                 "--gen",   "--runs", "--ctx",     NULL};
+                                                 "--gen",   "--runs", "--ctx",     "--kv-type",
+                                                 NULL};
             if (placement_args_is_flag(a) || cli_flag_in(a, valued)) {
                 fprintf(stderr, "strata bench run: %s needs a value\n", a);
             } else {
@@ -144,7 +147,10 @@ static int parse_options(int argc, char **argv, options *o)
         else if (!strcmp(a, "--gen")) rc = parse_count(a, v, 0, &o->gen);
         else if (!strcmp(a, "--runs")) rc = parse_count(a, v, 1, &o->runs);
         else if (!strcmp(a, "--ctx")) rc = parse_count(a, v, 1, &o->ctx);
-        else {
+        else if (!strcmp(a, "--kv-type")) {
+            rc = cli_check_kv_type("strata bench run", v);
+            o->kv_type = v;
+        } else {
             fprintf(stderr, "strata bench run: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
@@ -203,7 +209,8 @@ static uint64_t weight_bytes_per_token(const sr_model *m)
 /* K and V of every layer for `n` cached positions (what attention reads). */
 static uint64_t kv_bytes_read(const sr_model *m, int64_t n)
 {
-    return 2 * (uint64_t)m->L * (uint64_t)(m->nkv * m->hd) * sizeof(float) * (uint64_t)n;
+    return 2 * (uint64_t)m->L * (uint64_t)(m->nkv * m->hd) * sr_kv_elem_bytes(m->kv_type) *
+           (uint64_t)n;
 }
 
 /* ---- what runs the passes ------------------------------------------------ */
@@ -532,6 +539,7 @@ int bench_run(int argc, char **argv)
         goto done;
     }
     const double load_s = now_s() - t0;
+    if (o.kv_type) sr_kv_type_parse(o.kv_type, &m->kv_type);   /* checked with the options */
     const int64_t ctx = o.ctx ? o.ctx : (int64_t)o.prompt + o.gen;
     double place_s = 0;
     if (placed) {
@@ -623,11 +631,12 @@ int bench_run(int argc, char **argv)
 
     if (o.json) {
         json_t *j = json_pack(
-            "{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, "
+            "{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, "
+            "s:f, "
             "s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
             "model", o.model, "weight_format", fmt, "cpu", cpu, "threads", threads, "isa",
             sr_isa_name(sr_isa_detect()), "kernels", kernels, "prefill_mode", prefill_mode,
-            "omp_wait_policy",
+            "kv_type", sr_kv_type_name(m->kv_type), "omp_wait_policy",
             env_or("OMP_WAIT_POLICY", "default"), "prompt", o.prompt, "gen", o.gen, "runs",
             o.runs, "load_s", load_s, "prefill_tok_s", prefill_tps, "decode_tok_s", decode_tps,
             "ttft_s", best.ttft_s, "best_step_tok_s", o.gen ? 1.0 / best.best_step_s : 0.0,
@@ -666,7 +675,8 @@ int bench_run(int argc, char **argv)
                    "CPU %.2f s for %.2f s wall\n", o.gen, decode_tps, 1.0 / best.best_step_s,
                    best.decode_cpu_s, best.decode_s);
             printf("bandwidth  %.2f GB/s (probe, same run); %.3f GB read per step "
-                   "(%.3f GB weights + KV)\n", best_gbps, step_bytes * 1e-9, wbytes * 1e-9);
+                   "(%.3f GB weights + %s KV)\n", best_gbps, step_bytes * 1e-9, wbytes * 1e-9,
+                   sr_kv_type_name(m->kv_type));
             printf("ceiling    %.2f tok/s; decode at %.1f%% of it (fastest step %.1f%%)\n",
                    ceiling_tps, 100 * ratio, 100 * best_step_ratio);
             printf("paired     each step against the probe pass right before it: median "

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "runtime/alloc.h"
+#include "runtime/kv_cache.h"
 
 int cli_parse_size(const char *s, uint64_t *out)
 {
@@ -85,4 +86,12 @@ int cli_flag_in(const char *flag, const char *const *names)
     for (; *names; names++)
         if (!strcmp(flag, *names)) return 1;
     return 0;
+}
+
+int cli_check_kv_type(const char *cmd, const char *value)
+{
+    sr_kv_type t;
+    if (!sr_kv_type_parse(value, &t)) return 0;
+    fprintf(stderr, "%s: --kv-type '%s': expected f32 or bf16\n", cmd, value);
+    return -1;
 }

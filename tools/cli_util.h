@@ -16,4 +16,10 @@ void cli_json_str(FILE *f, const char *s);
 /* Whether `flag` is one of the NULL-terminated `names`. */
 int cli_flag_in(const char *flag, const char *const *names);
 
+/* Checks the value of --kv-type: 0, or -1 after printing why (prefixed with
+ * `cmd`).  CLI_KV_TYPE_USAGE is its line in a command's usage text. */
+int cli_check_kv_type(const char *cmd, const char *value);
+#define CLI_KV_TYPE_USAGE \
+    "  --kv-type T         KV cache elements: f32 (default) or bf16 (half the memory)\n"
+
 #endif

@@ -1,5 +1,5 @@
 /* `strata logits --model DIR --tokens 1,2,3 --out FILE [--prefill K]
- *                [--indices FILE] [--ctx N] [--check]`
+ *                [--indices FILE] [--ctx N] [--kv-type T] [--check]`
  *
  * Runs the tokens through the model as one sequence and writes the raw f32
  * logits [T, V] (little-endian, already divided by logits_scaling).  With
@@ -15,6 +15,7 @@
 #include "runtime/alloc.h"
 #include "runtime/forward.h"
 #include "runtime/model.h"
+#include "tools/cli_util.h"
 #include "tools/commands.h"
 #include "tools/token_args.h"
 
@@ -25,6 +26,7 @@ static void usage(FILE *f)
                "  --prefill K      prefill K tokens, then decode one token at a time (KV cache)\n"
                "  --indices FILE   also write the adapter index of every position (int32)\n"
                "  --ctx N          context limit (default and cap: max_position_embeddings)\n"
+               "  --kv-type T      KV cache elements: f32 (default) or bf16 (half the memory)\n"
                "  --check          refuse weights holding NaN or Inf\n");
 }
 
@@ -51,7 +53,7 @@ static int write_atomic(const char *path, const void *data, size_t n)
 
 int cmd_logits(int argc, char **argv)
 {
-    const char *model = NULL, *tokens_s = NULL, *out = NULL, *indices = NULL;
+    const char *model = NULL, *tokens_s = NULL, *out = NULL, *indices = NULL, *kv_type = NULL;
     long long prefill = -1, ctx = 0;
     sr_model_opts mo = {.runs_on_cpu = true};
     for (int i = 1; i < argc; i++) {
@@ -67,7 +69,10 @@ int cmd_logits(int argc, char **argv)
         else if (!strcmp(a, "--indices")) indices = v;
         else if (!strcmp(a, "--prefill")) prefill = strtoll(v, &end, 10);
         else if (!strcmp(a, "--ctx")) ctx = strtoll(v, &end, 10);
-        else {
+        else if (!strcmp(a, "--kv-type")) {
+            if (cli_check_kv_type("strata logits", v)) return 2;
+            kv_type = v;
+        } else {
             fprintf(stderr, "strata logits: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
@@ -104,6 +109,7 @@ int cmd_logits(int argc, char **argv)
         fprintf(stderr, "strata logits: %s\n", err.msg);
         goto done;
     }
+    if (kv_type) sr_kv_type_parse(kv_type, &m->kv_type);    /* checked above */
     /* the context: the config's max_position_embeddings, capped by --ctx */
     int64_t limit = m->cfg.max_position_embeddings;
     if (ctx > 0 && (limit <= 0 || ctx < limit)) limit = ctx;

@@ -43,6 +43,7 @@ static void usage(FILE *f)
         "  --save-device-map FILE  write the plan as accelerate JSON\n"
         "  --ctx N                 context positions (default: max_position_embeddings, at most %d)\n"
         "  --batch N               sequences decoded together (default 1)\n"
+        "  --kv-type T             KV cache elements: f32 (default) or bf16 (half the memory)\n"
         "  --host-exec P           host-tier layers: auto | stream | cpu (default auto)\n"
         "  --prefetch N            streaming prefetch distance (default 2, 1 when tight)\n"
         "  --perf K=V,...          time-model parameters instead of the stated ones:\n"
@@ -56,6 +57,7 @@ typedef struct opts {
     const char *model, *max_memory, *devices, *strategy, *device_map, *save_map, *host_exec;
     const char *perf;
     int64_t ctx;
+    sr_kv_type kv_type;
     int batch, prefetch, json, measure, logical_gpus;
 } opts;
 
@@ -77,7 +79,7 @@ static int parse_args(int argc, char **argv, opts *o)
         {"ctx", required_argument, 0, 'c'}, {"batch", required_argument, 0, 'b'},
         {"host-exec", required_argument, 0, 'x'}, {"prefetch", required_argument, 0, 'p'},
         {"perf", required_argument, 0, 'P'}, {"measure-host", no_argument, 0, 'H'},
-        {"logical-gpus", required_argument, 0, 'L'},
+        {"logical-gpus", required_argument, 0, 'L'}, {"kv-type", required_argument, 0, 'K'},
         {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->batch = 1;
@@ -125,6 +127,10 @@ static int parse_args(int argc, char **argv, opts *o)
                 return 2;
             }
             o->logical_gpus = (int)v;
+            break;
+        case 'K':
+            if (cli_check_kv_type("strata plan", optarg)) return 2;
+            sr_kv_type_parse(optarg, &o->kv_type);
             break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -257,9 +263,10 @@ static void print_text(const opts *o, const ctx *c, const sr_run_shape *shape,
     sr_model_dims_from_config(&c->cfg, &dims);
     printf("model     %s (%s, %" PRId64 " decoder layers%s)\n", o->model, c->cfg.model_type,
            c->cfg.n_layers, c->cat.head_tied ? ", lm_head tied to the embedding" : "");
-    printf("run       ctx %" PRId64 ", batch %d, prefill chunk %d; KV cache %s per layer\n",
+    printf("run       ctx %" PRId64 ", batch %d, prefill chunk %d; KV cache %s per layer (%s)\n",
            shape->ctx, shape->batch, shape->chunk,
-           bytes(sr_kv_layer_bytes(&dims, shape), b[0], sizeof b[0]));
+           bytes(sr_kv_layer_bytes(&dims, shape), b[0], sizeof b[0]),
+           sr_kv_type_name(shape->kv_type));
     printf("strategy  %s\n", o->device_map ? "map (from --device-map)" : sr_strategy_name(p->strategy));
     printf("\ntiers     budget = the most strata uses there; the reserve (run scratch) is inside it\n");
     printf("  %-7s %12s  %-36s %12s  %s\n", "tier", "budget", "budget from", "reserve",
@@ -343,6 +350,7 @@ static void print_json(const opts *o, const ctx *c, const sr_run_shape *shape,
     json_object_set_new(root, "strategy", json_string(sr_strategy_name(p->strategy)));
     json_object_set_new(root, "ctx", json_integer(shape->ctx));
     json_object_set_new(root, "batch", json_integer(shape->batch));
+    json_object_set_new(root, "kv_type", json_string(sr_kv_type_name(shape->kv_type)));
     json_t *ta = json_array();
     for (int t = 0; t < n_tiers; t++) {
         const sr_tier_usage *w = &p->tiers[t];
@@ -424,7 +432,8 @@ int cmd_plan(int argc, char **argv)
         sr_catalog_build(c.ck, &c.cfg, &c.meta, &c.cat, &err))
         return fail(&c, &err);
 
-    sr_run_shape shape = {.batch = o.batch, .threads = omp_get_max_threads()};
+    sr_run_shape shape = {.batch = o.batch, .threads = omp_get_max_threads(),
+                          .kv_type = o.kv_type};
     shape.ctx = o.ctx ? o.ctx
                       : c.cfg.max_position_embeddings < DEFAULT_CTX_CAP ? c.cfg.max_position_embeddings
                                                                         : DEFAULT_CTX_CAP;

@@ -63,6 +63,7 @@ static void usage(FILE *f)
         "  --ignore-eos        do not stop at the config's eos_token_id\n"
         "  --ctx N             context positions (default: what prompt + N need, at least\n"
         "                      4096, at most max_position_embeddings)\n"
+        CLI_KV_TYPE_USAGE
         "  --threads N         compute threads (default: OpenMP's)\n"
         "  --tokenizer FILE    tokenizer.json to use instead of DIR/tokenizer.json\n"
         "  --json              print one JSON object (ids, text, adapter indices, timings)\n"
@@ -78,7 +79,7 @@ static void usage(FILE *f)
 
 typedef struct run_opts {
     const char *model, *prompt, *tokens, *system, *adapter, *adapter_kind, *stop, *tokenizer;
-    const char *logits;
+    const char *logits, *kv_type;
     placement_args place;
     long long n_new, ctx, top_k, stop_token, threads;
     unsigned long long seed;
@@ -122,7 +123,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
             static const char *const valued[] = {
                 "-m", "--model", "-p", "--prompt", "--tokens", "--system", "--adapter",
                 "--adapter-kind", "--stop", "--tokenizer", "--logits", "-n", "--max-new", "--ctx",
-                "--top-k", "--stop-token", "--threads", "--seed", "--temp", "--top-p", NULL};
+                "--kv-type", "--top-k", "--stop-token", "--threads", "--seed", "--temp", "--top-p",
+                NULL};
             if (placement_args_is_flag(a) || cli_flag_in(a, valued)) {
                 fprintf(stderr, "strata run: %s needs a value\n", a);
             } else {
@@ -145,6 +147,10 @@ static int parse_args(int argc, char **argv, run_opts *o)
         else if (!strcmp(a, "--stop")) o->stop = v;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
         else if (!strcmp(a, "--logits")) o->logits = v;
+        else if (!strcmp(a, "--kv-type")) {
+            if (cli_check_kv_type("strata run", v)) return 2;
+            o->kv_type = v;
+        }
         else if (!strcmp(a, "-n") || !strcmp(a, "--max-new")) o->n_new = strtoll(v, &end, 10);
         else if (!strcmp(a, "--ctx")) o->ctx = strtoll(v, &end, 10);
         else if (!strcmp(a, "--top-k")) o->top_k = strtoll(v, &end, 10);
@@ -513,6 +519,7 @@ static int open_model(run_ctx *c)
     mp.check_finite = c->o.check;
     mp.n_threads = (int)c->o.threads;
     mp.tokenizer = c->o.tokenizer;
+    mp.kv_type = c->o.kv_type;
     if (placed(&c->o)) {
         /* the context is planned at load (KV caches on the tiers) */
         mp.n_ctx = c->o.ctx;

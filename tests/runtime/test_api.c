@@ -736,6 +736,25 @@ static void test_errors(void **state)
     mp.n_ctx = -1;
     assert_int_equal(strata_model_open(switch3a(), &mp, &m, &err), STRATA_ERR_ARGUMENT);
     mp = strata_model_default_params();
+    mp.kv_type = "f16";
+    assert_int_equal(strata_model_open(switch3a(), &mp, &m, &err), STRATA_ERR_ARGUMENT);
+    assert_non_null(strstr(err.message, "kv_type \"f16\""));
+    assert_null(m);
+    /* a session's bytes: K and V of 3 decoder layers x 2 KV heads x head dim 16 per
+     * position (f32 or bf16), + 16 bytes of per-position records */
+    for (int b = 0; b < 2; b++) {
+        mp.kv_type = b ? "bf16" : "f32";
+        assert_int_equal(strata_model_open(switch3a(), &mp, &m, &err), STRATA_OK);
+        strata_model_info mi;
+        strata_model_get_info(m, &mi);
+        assert_string_equal(mi.kv_type, mp.kv_type);
+        assert_int_equal(strata_model_session_bytes(m, 100),
+                         100 * (2 * 3 * 2 * 16 * (b ? 2 : 4) + 16));
+        strata_session *s = new_session(m, 8);
+        strata_session_free(s);
+        strata_model_free(m);
+    }
+    mp = strata_model_default_params();
     mp.tokenizer = missing;
     assert_int_equal(strata_model_open(switch3a(), &mp, &m, &err), STRATA_ERR_IO);
     assert_non_null(strstr(err.message, "no-such-model"));

@@ -52,10 +52,13 @@ static const placement_case placements[] = {
     {"map + cpu", "sim:2x8MiB", NULL, "cpu", true, false},
 };
 
+static const char *g_kv_type;     /* strata_model_params.kv_type of every open */
+
 static strata_model *open_placed(const char *dir, const placement_case *pc)
 {
     strata_model_params mp = strata_model_default_params();
     mp.n_ctx = CTX;
+    mp.kv_type = g_kv_type;
     mp.devices = pc->devices;
     mp.strategy = pc->strategy;
     mp.host_exec = pc->host_exec;
@@ -71,6 +74,7 @@ static strata_model *open_cpu(const char *dir)
 {
     strata_model_params mp = strata_model_default_params();
     mp.n_ctx = CTX;
+    mp.kv_type = g_kv_type;
     strata_model *m = NULL;
     strata_error err;
     if (strata_model_open(dir, &mp, &m, &err)) fail_msg("open %s: %s", dir, err.message);
@@ -234,6 +238,33 @@ static void test_bit_identical_to_cpu(void **state)
             compare(models[i], &placements[p]);
 }
 
+/* A bf16 KV cache: the same bit-identity, and the tiers hold half the KV
+ * bytes of an f32 cache. */
+static void test_bf16_cache_bit_identical_to_cpu(void **state)
+{
+    (void)state;
+    g_kv_type = "bf16";
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++)
+        for (size_t p = 0; p < sizeof placements / sizeof *placements; p++)
+            compare(models[i], &placements[p]);
+    const char *dir = test_data("model/switch-3a");
+    uint64_t kv[2] = {0, 0};
+    for (int b = 0; b < 2; b++) {
+        g_kv_type = b ? "bf16" : NULL;
+        strata_model *m = open_placed(dir, &placements[0]);
+        strata_model_info mi;
+        strata_model_get_info(m, &mi);
+        assert_string_equal(mi.kv_type, b ? "bf16" : "f32");
+        strata_placement pl;
+        strata_error err;
+        assert_int_equal(strata_model_placement(m, &pl, &err), STRATA_OK);
+        for (int t = 0; t < pl.n_tiers; t++) kv[b] += pl.tiers[t].kv;
+        strata_model_free(m);
+    }
+    g_kv_type = NULL;
+    assert_true(kv[0] > 0 && kv[1] * 2 == kv[0]);
+}
+
 static void test_cpu_path_reports_no_placement(void **state)
 {
     (void)state;
@@ -378,6 +409,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bit_identical_to_cpu),
+        cmocka_unit_test(test_bf16_cache_bit_identical_to_cpu),
         cmocka_unit_test(test_cpu_path_reports_no_placement),
         cmocka_unit_test(test_one_session_at_a_time),
         cmocka_unit_test(test_errors),
