@@ -133,6 +133,34 @@ static void test_json_and_round_trip(void **state)
     json_decref(b);
 }
 
+/* --kv-type bf16: every layer's KV bytes halve, named in the output; a bad
+ * type is a usage error naming the flag. */
+static void test_kv_type(void **state)
+{
+    (void)state;
+    const char *args = "--model '%s' --devices sim:2x4MiB --ctx 64";
+    json_t *a = plan_json(args, test_data("model/switch-3a"), NULL);
+    json_t *b = plan_json(args, test_data("model/switch-3a"), "--kv-type bf16");
+    assert_string_equal(json_string_value(json_object_get(a, "kv_type")), "f32");
+    assert_string_equal(json_string_value(json_object_get(b, "kv_type")), "bf16");
+    json_t *ua = json_object_get(a, "units"), *ub = json_object_get(b, "units");
+    assert_int_equal(json_array_size(ua), json_array_size(ub));
+    long long layers = 0;
+    for (size_t i = 0; i < json_array_size(ua); i++) {
+        long long ka = json_integer_value(json_object_get(json_array_get(ua, i), "kv_bytes"));
+        long long kb = json_integer_value(json_object_get(json_array_get(ub, i), "kv_bytes"));
+        assert_true(kb * 2 == ka);
+        layers += ka > 0;
+    }
+    assert_int_equal(layers, 3);
+    json_decref(a);
+    json_decref(b);
+    run_result r = plan("--model '%s' --ctx 64 --kv-type f16", test_data("model/switch-3a"));
+    assert_int_equal(r.rc, 2);
+    expect_in(r.err, "--kv-type 'f16'");
+    done(&r);
+}
+
 static void test_derived_keys_never_placed(void **state)
 {
     (void)state;
@@ -452,6 +480,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_json_and_round_trip),
+        cmocka_unit_test(test_kv_type),
         cmocka_unit_test(test_derived_keys_never_placed),
         cmocka_unit_test(test_saved_map_names_switch_buffers),
         cmocka_unit_test(test_head_split_by_accelerate),
