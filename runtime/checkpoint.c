@@ -274,8 +274,6 @@ static int open_index(sr_checkpoint *ck, const char *index_path, json_t **weight
         return sr_fail(err, "%s: out of memory parsing the JSON", index_path);
     if (!root && json_error_code(&jerr) == json_error_cannot_open_file)
         return sr_fail(err, "%s: cannot open: %s", index_path, jerr.text);
-    if (!root && (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0]))
-        return sr_fail(err, "%s: out of memory parsing the JSON", index_path);
     if (!root)
         return sr_fail(err, "%s: invalid JSON at line %d: %s", index_path, jerr.line, jerr.text);
     int rc = -1;
