@@ -169,12 +169,69 @@ static void test_refusals(void **state)
     assert_non_null(strstr(out, "NaN"));
 }
 
+/* Replaces the first `from` in the file at path with `to`. */
+static void edit_file(const char *path, const char *from, const char *to)
+{
+    char buf[16384];
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *at = strstr(buf, from);
+    assert_non_null(at);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fprintf(f, "%.*s%s%s", (int)(at - buf), buf, to, at + strlen(from));
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A model whose tensors do not match its config.json is refused at load,
+ * naming the file, the tensor, its shape and the one the config implies. */
+static void test_config_mismatch(void **state)
+{
+    (void)state;
+    synth_dims d = {.vocab = 64, .hidden = 16, .layers = 1, .heads = 2, .kv_heads = 1, .inter = 24};
+    synth_weights w;
+    synth_init(&w, &d, 5, 0);
+    char dir[512], cfg[600];
+    snprintf(dir, sizeof dir, "%s/mismatch", test_tmpdir());
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    assert_int_equal(synth_write(dir, &w, SYN_GRANITE, 0, NULL), 0);
+    synth_free(&w);
+    char out[4096];
+    assert_int_equal(strata(out, sizeof out, "logits --model '%s' --tokens 1,2 --out /dev/null", dir), 0);
+
+    /* 2 KV heads of head_dim 8: k_proj should have 16 rows, it has 8 */
+    edit_file(cfg, "\"num_key_value_heads\": 1", "\"num_key_value_heads\": 2");
+    expect_refusal("kv heads", "model.safetensors: tensor model.layers.0.self_attn.k_proj.weight: "
+                   "shape [8, 16] does not match the config (expected [16, 16])",
+                   "logits --model '%s' --tokens 1,2%s --out '%s'", dir, "");
+    assert_int_not_equal(strata(out, sizeof out, "run --model '%s' --tokens 1,2 -n 2", dir), 0);
+    assert_non_null(strstr(out, "k_proj.weight: shape [8, 16] does not match the config"));
+    edit_file(cfg, "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 1");
+
+    /* the MLP width comes from the tensor and must equal intermediate_size */
+    edit_file(cfg, "\"intermediate_size\": 24", "\"intermediate_size\": 32");
+    expect_refusal("mlp", "tensor model.layers.0.mlp.gate_proj.weight: MLP width 24 does not match "
+                   "config field intermediate_size = 32",
+                   "logits --model '%s' --tokens 1,2%s --out '%s'", dir, "");
+    edit_file(cfg, "\"intermediate_size\": 32", "\"intermediate_size\": 24");
+
+    /* the vocabulary: the embedding table has 64 rows */
+    edit_file(cfg, "\"vocab_size\": 64", "\"vocab_size\": 80");
+    expect_refusal("vocab", "tensor model.embed_tokens.weight: shape [64, 16] does not match the "
+                   "config (expected [80, 16])", "logits --model '%s' --tokens 1,2%s --out '%s'",
+                   dir, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits_golden),
         cmocka_unit_test(test_run_golden),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_config_mismatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
