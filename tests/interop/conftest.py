@@ -24,6 +24,10 @@ RANDOM_MODELS = {
     "random-dense-bf16": ("dense", "bfloat16"),
     "random-switch-f32": ("switch", "float32"),
     "random-switch-f16": ("switch", "float16"),
+    # attention_bias: q/k/v/o biases (upstream's switch puts them on the
+    # fused qkv_proj and o_proj base layers)
+    "random-dense-bias": ("dense", "float32", {"attention_bias": True}),
+    "random-switch-bias": ("switch", "float32", {"attention_bias": True}),
 }
 
 # strata convert options per quantized format.
@@ -101,13 +105,13 @@ def model_path(workdir):
         if name in models.GOLDEN_MODELS:
             return models.GOLDEN_MODELS[name]
         if name not in made:
-            kind, dtype = RANDOM_MODELS[name]
+            kind, dtype, *extra = RANDOM_MODELS[name]
             path = str(workdir / name)
             make = models.random_dense if kind == "dense" else models.random_switch
-            cfg = make(path, rng_for("model", name), dtype)
+            cfg = make(path, rng_for("model", name), dtype, **(extra[0] if extra else {}))
             keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                     "num_attention_heads", "num_key_value_heads", "num_adapters", "adapter_ranks",
-                    "hiding_groups", "hiding_policy", "tie_word_embeddings")
+                    "hiding_groups", "hiding_policy", "tie_word_embeddings", "attention_bias")
             note(f"{name}: " + ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg))
             made[name] = path
         return made[name]

@@ -121,17 +121,20 @@ def _dims(rng):
     }
 
 
-def random_dense(path, rng, dtype="float32"):
-    """A random plain Granite model saved by transformers; returns its config."""
+def random_dense(path, rng, dtype="float32", **overrides):
+    """A random plain Granite model saved by transformers; returns its config.
+    `overrides` are config fields set last (e.g. attention_bias=True)."""
     cfg = config_of(GOLDEN_MODELS["granite-dense"])
     cfg.update(_dims(rng))
     cfg.update(vocab_size=int(rng.integers(40, 301)), num_hidden_layers=int(rng.integers(1, 4)))
+    cfg.update(overrides)
     return _save(path, cfg, rng, dtype)
 
 
-def random_switch(path, rng, dtype="float32"):
+def random_switch(path, rng, dtype="float32", **overrides):
     """A random Gen A Granite Switch model (1-3 adapters, control tokens at the
-    end of the vocabulary, random hiding groups and policy) saved by upstream."""
+    end of the vocabulary, random hiding groups and policy) saved by upstream;
+    `overrides` as for random_dense."""
     cfg = config_of(GOLDEN_MODELS["switch-3a"])
     dims = _dims(rng)
     cfg.update(dims)
@@ -163,6 +166,7 @@ def random_switch(path, rng, dtype="float32"):
         head_dim=dims["hidden_size"] // dims["num_attention_heads"],
     )
     cfg["layer_types"] = ["attention"] * cfg["num_hidden_layers"]
+    cfg.update(overrides)
     return _save(path, cfg, rng, dtype)
 
 

@@ -67,7 +67,7 @@ def test_logits_match_upstream(src, model_path):
 
 @pytest.mark.parametrize("fmt", ["nf4-dq", "fp4", "int8"])
 @pytest.mark.parametrize("src", ["granite-dense", "switch-3a-with-buffers",
-                                 "random-dense-bf16", "random-switch-f32"])
+                                 "random-dense-bf16", "random-switch-f32", "random-switch-bias"])
 def test_quantized_logits_match_upstream(src, fmt, converted):
     """strata on its converted checkpoint vs the f32 arithmetic upstream does
     with the weights bnb dequantizes from the same file."""
