@@ -12,7 +12,8 @@
  * --tokens the generated ids are printed comma-separated on one line and no
  * summary is printed unless --stats.  Generation stops at the config's
  * eos_token_id (unless --ignore-eos), at --stop-token ID, once the text
- * contains --stop STRING, after -n tokens, or when the context is full.
+ * contains --stop STRING, after -n tokens (-1: no limit, as llama.cpp), or when
+ * the context is full.
  *
  * Placement (--devices, --max-memory, --strategy, --device-map, --host-exec,
  * --prefetch; as `strata plan`) puts the units on accelerators through the
@@ -22,6 +23,7 @@
  * chose each generated token (f32 rows of vocab_size), to compare runs. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +49,8 @@ static void usage(FILE *f)
         "  --chat              interactive: one user turn per stdin line, the KV cache is kept\n"
         "                      across turns (only what changed is recomputed)\n"
         "  --tokens IDS        prompt as token ids; prints the generated ids\n"
-        "  -n, --max-new N     tokens to generate (default %d)\n"
+        "  -n, --max-new N     tokens to generate (default %d; -1: until the stop token\n"
+        "                      or text, or until the context is full)\n"
         "  --system TEXT       system message of the chat format\n"
         "  --raw               the prompt as is, without the chat template\n"
         "  --no-special        special tokens written in the prompt are plain text\n"
@@ -82,6 +85,7 @@ typedef struct run_opts {
     const char *logits, *kv_type;
     placement_args place;
     long long n_new, ctx, top_k, stop_token, threads;
+    bool n_set;                 /* -n given (-1: no limit but the context) */
     unsigned long long seed;
     double temp, top_p;
     bool chat, raw, no_special, show_adapter, ignore_eos, json, stats, quiet, check;
@@ -151,7 +155,10 @@ static int parse_args(int argc, char **argv, run_opts *o)
             if (cli_check_kv_type("strata run", v)) return 2;
             o->kv_type = v;
         }
-        else if (!strcmp(a, "-n") || !strcmp(a, "--max-new")) o->n_new = strtoll(v, &end, 10);
+        else if (!strcmp(a, "-n") || !strcmp(a, "--max-new")) {
+            o->n_new = strtoll(v, &end, 10);
+            o->n_set = true;
+        }
         else if (!strcmp(a, "--ctx")) o->ctx = strtoll(v, &end, 10);
         else if (!strcmp(a, "--top-k")) o->top_k = strtoll(v, &end, 10);
         else if (!strcmp(a, "--stop-token")) o->stop_token = strtoll(v, &end, 10);
@@ -175,11 +182,16 @@ static int parse_args(int argc, char **argv, run_opts *o)
         usage(stderr);
         return 2;
     }
-    if (o->tokens && o->n_new < 0) {
+    if (o->n_set && o->n_new < -1) {
+        fprintf(stderr, "strata run: -n %lld: expected N >= 0, or -1 (until the stop token or "
+                "text, or until the context is full)\n", o->n_new);
+        return 2;
+    }
+    if (o->tokens && !o->n_set) {
         fprintf(stderr, "strata run: --tokens needs -n N\n");
         return 2;
     }
-    if (o->n_new < 0) o->n_new = DEFAULT_MAX_NEW;
+    if (!o->n_set) o->n_new = DEFAULT_MAX_NEW;
     if (!(o->temp >= 0) || !(o->top_p > 0 && o->top_p <= 1) || o->top_k < 0 || o->top_k > INT32_MAX ||
         o->ctx < 0 || o->threads < 0 || o->threads > 4096 || o->stop_token < -2 ||
         o->stop_token > INT32_MAX) {
@@ -544,7 +556,7 @@ static int open_model(run_ctx *c)
         return 1;
     }
     c->gp = strata_generate_default_params();
-    c->gp.max_tokens = c->o.n_new;
+    c->gp.max_tokens = c->o.n_new < 0 ? INT64_MAX : c->o.n_new; /* -1: the context ends it */
     c->gp.stop_token = c->o.stop_token >= 0 ? (int32_t)c->o.stop_token
                        : c->o.ignore_eos ? -1 : STRATA_STOP_EOS;
     c->gp.stop_text = c->o.stop;
@@ -639,8 +651,9 @@ static int run_once(run_ctx *c)
     }
     if (placed(o) && !o->ctx && ctx > c->mi.default_ctx) {
         fprintf(stderr, "strata run: prompt of %zu tokens + %lld new tokens need %lld positions; "
-                "the placement was planned for %lld: pass --ctx %lld\n", n, o->n_new,
-                (long long)ctx, (long long)c->mi.default_ctx, (long long)ctx);
+                "the placement was planned for %lld: pass --ctx %lld\n", n,
+                o->n_new > 0 ? o->n_new : 0, (long long)ctx, (long long)c->mi.default_ctx,
+                (long long)ctx);
         goto done;
     }
     if (create_session(c, ctx, &s)) goto done;

@@ -75,4 +75,14 @@ print(" ".join(seen))')
         check "$cmd: $o without its value" refuses "$o needs a value" $cmd -m "$M" "$o"
     done
 done
+
+# -n -1 (llama.cpp's "no limit"): generation ends at the stop token or when the
+# context is full; 2 prompt tokens in 10 positions leave room for 9 new ones.
+out=$("$STRATA_EXE" run -m "$M" --tokens 1,2 -n -1 --ignore-eos --ctx 10 --json 2>"$TMP/err")
+check "run -n -1: exits 0" [ $? -eq 0 ]
+check "run -n -1: stops at the full context" grep -q '"stop": "context"' <<<"$out"
+check "run -n -1: 9 tokens in 10 positions" grep -q '"n_generated": 9,' <<<"$out"
+check "run -n -2: refused naming -n" refuses "-n -2: expected N >= 0, or -1" run -m "$M" \
+    --tokens 1,2 -n -2
+check "run --tokens without -n: refused" refuses "--tokens needs -n N" run -m "$M" --tokens 1,2
 finish
