@@ -43,9 +43,10 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: strata run -m DIR (-p TEXT | --chat | --tokens ID,ID,...) [options]\n"
+        "usage: strata run -m DIR (-p TEXT | -f FILE | --chat | --tokens ID,ID,...) [options]\n"
         "  -m, --model DIR     model directory (config.json, safetensors, tokenizer.json)\n"
         "  -p, --prompt TEXT   the user's message (`-` reads stdin)\n"
+        "  -f, --file FILE     the user's message: the whole file\n"
         "  --chat              interactive: one user turn per stdin line, the KV cache is kept\n"
         "                      across turns (only what changed is recomputed)\n"
         "  --tokens IDS        prompt as token ids; prints the generated ids\n"
@@ -60,14 +61,14 @@ static void usage(FILE *f)
         "  --temp T            sampling temperature (default 0: greedy)\n"
         "  --top-k K           keep the K most likely tokens (0: off)\n"
         "  --top-p P           nucleus sampling mass (1: off)\n"
-        "  --seed S            random seed (default 0)\n"
+        "  -s, --seed S        random seed (default 0)\n"
         "  --stop STRING       stop once the generated text contains STRING\n"
         "  --stop-token ID     stop after generating ID (instead of eos_token_id)\n"
         "  --ignore-eos        do not stop at the config's eos_token_id\n"
-        "  --ctx N             context positions (default: what prompt + N need, at least\n"
+        "  -c, --ctx N         context positions (default: what prompt + N need, at least\n"
         "                      4096, at most max_position_embeddings)\n"
         CLI_KV_TYPE_USAGE
-        "  --threads N         compute threads (default: OpenMP's)\n"
+        "  -t, --threads N     compute threads (default: OpenMP's)\n"
         "  --tokenizer FILE    tokenizer.json to use instead of DIR/tokenizer.json\n"
         "  --json              print one JSON object (ids, text, adapter indices, timings)\n"
         "  --stats / --quiet   force / suppress the summary line on stderr\n"
@@ -82,7 +83,8 @@ static void usage(FILE *f)
 
 typedef struct run_opts {
     const char *model, *prompt, *tokens, *system, *adapter, *adapter_kind, *stop, *tokenizer;
-    const char *logits, *kv_type;
+    const char *logits, *kv_type, *prompt_file;
+    char *file_text;            /* -f FILE's contents (owned), then also `prompt` */
     placement_args place;
     long long n_new, ctx, top_k, stop_token, threads;
     bool n_set;                 /* -n given (-1: no limit but the context) */
@@ -125,9 +127,10 @@ static int parse_args(int argc, char **argv, run_opts *o)
         if (flag) { *flag = true; continue; }
         if (i + 1 == argc) {
             static const char *const valued[] = {
-                "-m", "--model", "-p", "--prompt", "--tokens", "--system", "--adapter",
-                "--adapter-kind", "--stop", "--tokenizer", "--logits", "-n", "--max-new", "--ctx",
-                "--kv-type", "--top-k", "--stop-token", "--threads", "--seed", "--temp", "--top-p",
+                "-m", "--model", "-p", "--prompt", "-f", "--file", "--tokens", "--system",
+                "--adapter", "--adapter-kind", "--stop", "--tokenizer", "--logits", "-n",
+                "--max-new", "-c", "--ctx", "--kv-type", "--top-k", "--stop-token", "-t",
+                "--threads", "-s", "--seed", "--temp", "--top-p",
                 NULL};
             if (placement_args_is_flag(a) || cli_flag_in(a, valued)) {
                 fprintf(stderr, "strata run: %s needs a value\n", a);
@@ -144,6 +147,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
         if (taken) continue;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->prompt_file = v;
         else if (!strcmp(a, "--tokens")) o->tokens = v;
         else if (!strcmp(a, "--system")) o->system = v;
         else if (!strcmp(a, "--adapter")) o->adapter = v;
@@ -159,11 +163,11 @@ static int parse_args(int argc, char **argv, run_opts *o)
             o->n_new = strtoll(v, &end, 10);
             o->n_set = true;
         }
-        else if (!strcmp(a, "--ctx")) o->ctx = strtoll(v, &end, 10);
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) o->ctx = strtoll(v, &end, 10);
         else if (!strcmp(a, "--top-k")) o->top_k = strtoll(v, &end, 10);
         else if (!strcmp(a, "--stop-token")) o->stop_token = strtoll(v, &end, 10);
-        else if (!strcmp(a, "--threads")) o->threads = strtoll(v, &end, 10);
-        else if (!strcmp(a, "--seed")) o->seed = strtoull(v, &end, 10);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = strtoll(v, &end, 10);
+        else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) o->seed = strtoull(v, &end, 10);
         else if (!strcmp(a, "--temp")) o->temp = strtod(v, &end);
         else if (!strcmp(a, "--top-p")) o->top_p = strtod(v, &end);
         else {
@@ -176,9 +180,10 @@ static int parse_args(int argc, char **argv, run_opts *o)
             return 2;
         }
     }
-    int modes = !!o->prompt + !!o->tokens;
+    int modes = !!o->prompt + !!o->prompt_file + !!o->tokens;
     if (!o->model || (modes == 0 && !o->chat) || modes > 1 || (o->chat && o->tokens)) {
-        fprintf(stderr, "strata run: need --model and exactly one of -p TEXT, --tokens IDS (or --chat)\n");
+        fprintf(stderr, "strata run: need --model and exactly one of -p TEXT, -f FILE, --tokens IDS "
+                "(or --chat)\n");
         usage(stderr);
         return 2;
     }
@@ -614,7 +619,8 @@ static int run_once(run_ctx *c)
         if (!ids || insert_control(c->m, c->adapter, c->kind, &ids, &n)) goto oom;
     } else {
         const char *text = o->prompt;
-        if (!strcmp(text, "-") && !(text = stdin_text = read_all(stdin))) goto oom;
+        if (!o->file_text && !strcmp(text, "-") && !(text = stdin_text = read_all(stdin)))
+            goto oom;
         int32_t *api;
         strata_status st;
         if (o->raw) {
@@ -634,7 +640,8 @@ static int run_once(run_ctx *c)
         if (o->raw && insert_control(c->m, c->adapter, c->kind, &ids, &n)) goto oom;
     }
     if (n == 0) {
-        fprintf(stderr, "strata run: empty prompt: %s holds no token\n", o->tokens ? "--tokens" : "-p");
+        fprintf(stderr, "strata run: empty prompt: %s holds no token\n", o->tokens   ? "--tokens"
+                                                               : o->file_text ? "-f" : "-p");
         goto done;
     }
     int64_t ctx = choose_ctx(c, n);
@@ -827,7 +834,24 @@ int cmd_run(int argc, char **argv)
     memset(&c, 0, sizeof c);
     int rc = parse_args(argc, argv, &c.o);
     if (rc) return rc == 1 ? 0 : rc;
+    if (c.o.prompt_file) {
+        FILE *f = fopen(c.o.prompt_file, "rb");
+        if (!f) {
+            fprintf(stderr, "strata run: -f %s: %s\n", c.o.prompt_file, strerror(errno));
+            return 1;
+        }
+        c.o.prompt = c.o.file_text = read_all(f);
+        int bad = ferror(f);
+        fclose(f);
+        if (!c.o.file_text || bad) {
+            fprintf(stderr, "strata run: -f %s: %s\n", c.o.prompt_file,
+                    bad ? "read error" : "out of memory");
+            free(c.o.file_text);
+            return 1;
+        }
+    }
     if ((rc = open_model(&c)) == 0) rc = c.o.chat ? run_chat(&c) : run_once(&c);
     strata_model_free(c.m);
+    free(c.o.file_text);
     return rc;
 }

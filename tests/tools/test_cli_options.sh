@@ -85,4 +85,21 @@ check "run -n -1: 9 tokens in 10 positions" grep -q '"n_generated": 9,' <<<"$out
 check "run -n -2: refused naming -n" refuses "-n -2: expected N >= 0, or -1" run -m "$M" \
     --tokens 1,2 -n -2
 check "run --tokens without -n: refused" refuses "--tokens needs -n N" run -m "$M" --tokens 1,2
+
+# llama.cpp's short forms -f FILE, -c N, -t N, -s S: the same run as -p TEXT,
+# --ctx, --threads, --seed (sampled, so the seed matters)
+printf 'Is the sky blue?' >"$TMP/prompt.txt"
+long=$("$STRATA_EXE" run -m "$M" -p 'Is the sky blue?' -n 6 --ctx 300 --threads 1 --seed 5 \
+    --temp 1.5 --quiet 2>/dev/null)
+short=$("$STRATA_EXE" run -m "$M" -f "$TMP/prompt.txt" -n 6 -c 300 -t 1 -s 5 --temp 1.5 \
+    --quiet 2>/dev/null)
+check "run -f/-c/-t/-s: same text as -p/--ctx/--threads/--seed" [ -n "$long" -a "$long" = "$short" ]
+other=$("$STRATA_EXE" run -m "$M" -f "$TMP/prompt.txt" -n 6 -c 300 -t 1 -s 6 --temp 1.5 \
+    --quiet 2>/dev/null)
+check "run -s: the seed is used" [ "$other" != "$short" ]
+"$STRATA_EXE" run -m "$M" -f "$TMP/nonexistent" -n 1 >/dev/null 2>"$TMP/err"
+check "run -f: a missing file fails" [ $? -eq 1 ]
+check "run -f: a missing file is named" contains "$TMP/err" "nonexistent: No such file"
+check "run -f with -p: refused" refuses "exactly one of -p TEXT, -f FILE" run -m "$M" \
+    -f "$TMP/prompt.txt" -p x
 finish
