@@ -74,16 +74,18 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: strata bench run --model DIR [--threads N] [--prompt N] [--gen N] [--runs N] "
             "[--ctx N] [--kv-type T] [--json] [placement]\n"
-            "  --model DIR   model directory (config.json + safetensors)\n"
-            "  --threads N   OpenMP threads for the model and the bandwidth probe (default: all)\n"
-            "  --prompt N    prompt tokens to prefill (default 512)\n"
-            "  --gen N       decode steps (default 128)\n"
-            "  --runs N      repetitions, each on a fresh sequence; the best is reported "
+            "  -m, --model DIR   model directory (config.json + safetensors)\n"
+            "  -t, --threads N   OpenMP threads for the model and the bandwidth probe\n"
+            "                    (default: all)\n"
+            "  -p, --prompt N    prompt tokens to prefill (default 512)\n"
+            "  -n, --gen N       decode steps (default 128)\n"
+            "  -r, --runs N      repetitions, each on a fresh sequence; the best is reported "
             "(default 1)\n"
-            "  --ctx N       context positions of the sequence (default prompt + gen); a\n"
-            "                placement plans its KV cache for them\n"
-            "  --kv-type T   KV cache elements: f32 (default) or bf16 (half the memory)\n"
-            "  --json        one JSON object on stdout instead of text\n");
+            "  -c, --ctx N       context positions of the sequence (default prompt + gen); a\n"
+            "                    placement plans its KV cache for them\n"
+            "  --kv-type T       KV cache elements: f32 (default) or bf16 (half the memory)\n"
+            "  --json            one JSON object on stdout instead of text\n"
+            "  (-p/-n/-t/-r as llama-bench)\n");
     placement_args_usage(f);
     fprintf(f,
             "  placed, every pass runs on the placement's executor (as in `strata run`); the\n"
@@ -125,9 +127,9 @@ static int parse_options(int argc, char **argv, options *o)
             continue;
         }
         if (i + 1 == argc) {
-            static const char *const valued[] = {"--model", "-m",   "--threads", "--prompt",
-                                                 "--gen",   "--runs", "--ctx",     "--kv-type",
-                                                 NULL};
+            static const char *const valued[] = {
+                "--model", "-m", "--threads", "-t", "--prompt", "-p", "--gen", "-n",
+                "--runs",  "-r", "--ctx",     "-c", "--kv-type", NULL};
             if (placement_args_is_flag(a) || cli_flag_in(a, valued)) {
                 fprintf(stderr, "strata bench run: %s needs a value\n", a);
             } else {
@@ -142,11 +144,13 @@ static int parse_options(int argc, char **argv, options *o)
         if (taken) continue;
         int rc = 0;
         if (!strcmp(a, "--model") || !strcmp(a, "-m")) o->model = v;
-        else if (!strcmp(a, "--threads")) rc = parse_count(a, v, 1, &o->threads);
-        else if (!strcmp(a, "--prompt")) rc = parse_count(a, v, 1, &o->prompt);
-        else if (!strcmp(a, "--gen")) rc = parse_count(a, v, 0, &o->gen);
-        else if (!strcmp(a, "--runs")) rc = parse_count(a, v, 1, &o->runs);
-        else if (!strcmp(a, "--ctx")) rc = parse_count(a, v, 1, &o->ctx);
+        else if (!strcmp(a, "--threads") || !strcmp(a, "-t"))
+            rc = parse_count(a, v, 1, &o->threads);
+        else if (!strcmp(a, "--prompt") || !strcmp(a, "-p"))
+            rc = parse_count(a, v, 1, &o->prompt);
+        else if (!strcmp(a, "--gen") || !strcmp(a, "-n")) rc = parse_count(a, v, 0, &o->gen);
+        else if (!strcmp(a, "--runs") || !strcmp(a, "-r")) rc = parse_count(a, v, 1, &o->runs);
+        else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) rc = parse_count(a, v, 1, &o->ctx);
         else if (!strcmp(a, "--kv-type")) {
             rc = cli_check_kv_type("strata bench run", v);
             o->kv_type = v;
