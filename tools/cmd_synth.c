@@ -62,6 +62,7 @@ static void fill_bf16(uint16_t *d, int64_t n, float std, uint64_t seed)
 typedef struct synth {
     const char *dir;
     uint64_t shard_size, cur_bytes, total;
+    uint64_t header_reserve;    /* room for every tensor's header entry */
     int shard, n_shards;
     sw_shard *w;
     json_t *map;
@@ -85,7 +86,7 @@ static int emit(synth *s, const char *name, int ndim, const int64_t *shape, floa
         char path[4096];
         snprintf(s->shard_name, sizeof s->shard_name, "shard-%05d.tmp", ++s->shard);
         snprintf(path, sizeof path, "%s/%s", s->dir, s->shard_name);
-        if (sw_open(path, 64 * 1024, &s->w, err)) return -1;
+        if (sw_open(path, s->header_reserve, &s->w, err)) return -1;
         s->cur_bytes = 0;
     }
     uint16_t *d = sr_malloc((size_t)bytes);
@@ -152,6 +153,11 @@ int cmd_synth(int argc, char **argv)
     synth s = {.dir = out, .shard_size = shard_size, .map = json_object(), .seed = seed};
     sr_error err;
     char name[256];
+    /* Any shard may hold every tensor: reserve an entry for each of them, at
+     * the length of the longest name. */
+    snprintf(name, sizeof name, "model.layers.%" PRId64 ".shared_mlp.input_linear.lora_B_slices.1",
+             L);
+    s.header_reserve = (uint64_t)(2 + L * (adapters ? 20 : 9)) * sw_entry_bound(name, 4);
     int rc = 1;
 #define EMIT(nd, std, fill, ...) do { int64_t sh_[] = {__VA_ARGS__}; \
         if (emit(&s, name, nd, sh_, std, fill, &err)) goto fail; } while (0)

@@ -52,6 +52,15 @@ check "--threads 0 refused" [ $rc -eq 2 ]
 # (--prefetch 0: one slot fits) or run on the CPU.
 "$STRATA_EXE" synth --like tiny --force "$TMP/tiny" >/dev/null 2>&1
 check "synth tiny model" [ -f "$TMP/tiny/config.json" ]
+# Many tensors in one shard: the header reservation grows with the layer count
+# (a fixed 64 KiB overflowed at 70 dense layers).
+for a in 0 3; do
+    "$STRATA_EXE" synth --like tiny --adapters $a --layers 80 "$TMP/deep$a" >/dev/null 2>"$TMP/err"
+    check "synth 80 layers (adapters $a) in one shard" [ $? -eq 0 ]
+    "$STRATA_EXE" logits -m "$TMP/deep$a" --tokens 1,2 --out "$TMP/deep.bin" >/dev/null 2>&1
+    check "synth 80 layers (adapters $a) runs" [ $? -eq 0 ]
+    rm -rf "$TMP/deep$a"
+done
 place=(--model "$TMP/tiny" --prompt 12 --gen 4 --ctx 24 --threads 1 --devices sim:2x200KiB)
 for mode in stream cpu; do
     extra=()
