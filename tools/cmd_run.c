@@ -182,8 +182,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
     }
     int modes = !!o->prompt + !!o->prompt_file + !!o->tokens;
     if (!o->model || (modes == 0 && !o->chat) || modes > 1 || (o->chat && o->tokens)) {
-        fprintf(stderr, "strata run: need --model and exactly one of -p TEXT, -f FILE, --tokens IDS "
-                "(or --chat)\n");
+        fprintf(stderr, "strata run: need --model and exactly one of -p TEXT, -f FILE, "
+                "--tokens IDS (or --chat)\n");
         usage(stderr);
         return 2;
     }
