@@ -189,7 +189,7 @@ struct sr_offload {
     unit_rt *u;
     tier_rt t[SR_MAX_DEVICES + 1];
     int stream_tier, n_slots, prefetch;
-    sr_dbuf slots[65];
+    sr_dbuf slots[SR_MAX_PREFETCH + 1];
     int n_streamed;
     int *streamed;              /* unit indices of streamed layers, in order */
     /* host: switch state, positions, hiding bits (no KV: the tiers hold it) */
@@ -426,7 +426,7 @@ int sr_offload_create(const sr_model *m, const sr_plan *plan, const sr_unit_list
     o->stream_tier = plan->stream.tier;
     o->prefetch = plan->stream.prefetch;
     o->n_slots = plan->stream.slots;
-    if (o->n_streamed != plan->stream.n_layers || o->n_slots > 64 ||
+    if (o->n_streamed != plan->stream.n_layers || o->n_slots > SR_MAX_PREFETCH + 1 ||
         (o->n_streamed && o->stream_tier < 0)) {
         sr_fail(err, "offload: inconsistent streaming schedule in the plan");
         goto fail;

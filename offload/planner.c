@@ -567,10 +567,16 @@ static bool host_has_layers(const placer *P)
  * reservation covers them. */
 static int place_streaming(placer *P, int s, int prefetch, const uint64_t *cap0, sr_error *err)
 {
-    uint64_t max_w = 0;
+    uint64_t max_w = 0, n_layers = 0;
     for (int u = 0; u < P->rq->n_units; u++)
-        if (U(P, u)->unit >= 0 && U(P, u)->weight_bytes > max_w) max_w = U(P, u)->weight_bytes;
-    uint64_t slots = (uint64_t)prefetch + 1, kv_reserved = 0;
+        if (U(P, u)->unit >= 0) {
+            n_layers++;
+            if (U(P, u)->weight_bytes > max_w) max_w = U(P, u)->weight_bytes;
+        }
+    /* finish() makes min(prefetch + 1, streamed layers) slots: a distance
+     * past the layer count must not reserve room no slot will use */
+    uint64_t slots = (uint64_t)prefetch + 1 < n_layers ? (uint64_t)prefetch + 1 : n_layers;
+    uint64_t kv_reserved = 0;
     P->stream_tier = s;
     for (int iter = 0; iter <= P->rq->n_units + 1; iter++) {
         uint64_t need = slots * max_w + kv_reserved;
@@ -604,6 +610,9 @@ static int check_request(const sr_plan_request *rq, sr_error *err)
     if (rq->tiers[rq->n_tiers - 1].gpu >= 0)
         return sr_fail(err, "plan: the last tier must be the host");
     if (rq->batch < 1) return sr_fail(err, "plan: batch must be >= 1");
+    if (rq->prefetch > SR_MAX_PREFETCH)
+        return sr_fail(err, "plan: prefetch distance %d is above %d", rq->prefetch,
+                       SR_MAX_PREFETCH);
     if (rq->strategy == SR_STRATEGY_MAP && !rq->map_tier)
         return sr_fail(err, "plan: strategy map needs a device map");
     if (rq->host_exec != SR_EXEC_AUTO && rq->host_exec != SR_EXEC_STREAM &&

@@ -59,6 +59,10 @@
 #include "runtime/catalog.h"
 #include "runtime/error.h"
 
+/* Largest streaming prefetch distance (the executor holds distance + 1
+ * staging slots). */
+#define SR_MAX_PREFETCH 64
+
 typedef struct sr_plan_unit {
     int unit;                   /* layer index >= 0, SR_UNIT_EMBED or SR_UNIT_HEAD */
     char name[40];              /* accelerate's module name: "model.layers.3" */
@@ -118,7 +122,8 @@ typedef struct sr_plan_request {
     const int *map_tier;        /* SR_STRATEGY_MAP: a tier index per unit */
     sr_exec host_exec;          /* AUTO, STREAM or CPU */
     int batch;                  /* sequences per decode step (>= 1) */
-    int prefetch;               /* streaming distance; < 0: default (2, or 1 if tight) */
+    int prefetch;               /* streaming distance; < 0: default (2, or 1 if tight);
+                                 * at most SR_MAX_PREFETCH */
     uint64_t hop_bytes;         /* activation bytes per token at a tier change */
 } sr_plan_request;
 

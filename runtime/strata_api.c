@@ -304,9 +304,9 @@ strata_status strata_model_open(const char *dir, const strata_model_params *para
     if (p.kv_type && sr_kv_type_parse(p.kv_type, &kv_type))
         return fail(err, STRATA_ERR_ARGUMENT, "model %s: kv_type \"%s\": expected \"f32\" or "
                     "\"bf16\"", dir, p.kv_type);
-    if (p.prefetch < -1 || p.prefetch > 64)
+    if (p.prefetch < -1 || p.prefetch > SR_MAX_PREFETCH)
         return fail(err, STRATA_ERR_ARGUMENT, "model %s: prefetch %d: expected -1 (none), 0 (the "
-                    "default) or a distance up to 64", dir, p.prefetch);
+                    "default) or a distance up to %d", dir, p.prefetch, SR_MAX_PREFETCH);
     struct stat sb;
     char cfg_path[4096];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);

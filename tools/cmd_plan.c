@@ -114,8 +114,9 @@ static int parse_args(int argc, char **argv, opts *o)
             o->batch = (int)v;
             break;
         case 'p':
-            if (parse_int(optarg, 0, 64, &v)) {
-                fprintf(stderr, "strata plan: --prefetch %s: expected 0..64\n", optarg);
+            if (parse_int(optarg, 0, SR_MAX_PREFETCH, &v)) {
+                fprintf(stderr, "strata plan: --prefetch %s: expected 0..%d\n", optarg,
+                        SR_MAX_PREFETCH);
                 return 2;
             }
             o->prefetch = (int)v;

@@ -52,8 +52,8 @@ int placement_args_take(placement_args *p, const char *cmd, const char *flag, co
     } else if (!strcmp(flag, "--prefetch")) {
         char *end;
         long long n = strtoll(value, &end, 10);
-        if (end == value || *end || n < 0 || n > 64) {
-            fprintf(stderr, "%s: --prefetch '%s': expected 0..64\n", cmd, value);
+        if (end == value || *end || n < 0 || n > SR_MAX_PREFETCH) {
+            fprintf(stderr, "%s: --prefetch '%s': expected 0..%d\n", cmd, value, SR_MAX_PREFETCH);
             return -1;
         }
         p->prefetch = (int)n;

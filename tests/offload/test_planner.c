@@ -632,6 +632,38 @@ static void test_streaming_schedule(void **state)
     sr_plan_free(&p);
 }
 
+/* A prefetch distance past the number of streamed layers makes no more
+ * slots than there are layers, and its reservation must not ask for them
+ * either: a tier that holds 4 slots and the KV of 4 layers streams them at
+ * every distance from 3 up.  Past SR_MAX_PREFETCH the request is refused. */
+static void test_prefetch_past_the_layers(void **state)
+{
+    (void)state;
+    model m;
+    make_model(&m, 4, 50 * MiB, 100 * MiB, 10 * MiB, 50 * MiB, false);
+    uint64_t b[1] = {4 * 100 * MiB + 4 * 10 * MiB + 10 * MiB};
+    sr_tier t[2];
+    int nt = make_tiers(t, 1, b, 16 * GiB);
+    sr_plan_request rq = request(&m, t, nt, SR_STRATEGY_SEQUENTIAL);
+    rq.host_exec = SR_EXEC_STREAM;
+    const int distances[] = {3, 4, 10, SR_MAX_PREFETCH};
+    for (size_t i = 0; i < sizeof distances / sizeof *distances; i++) {
+        rq.prefetch = distances[i];
+        sr_plan p;
+        plan_ok(&rq, &p);
+        assert_int_equal(p.stream.n_layers, 4);
+        assert_int_equal(p.stream.slots, 4);
+        assert_int_equal(p.stream.prefetch, distances[i] < 4 ? distances[i] : 4);
+        assert_true(p.tiers[0].staging == 4 * 100 * MiB);
+        sr_plan_free(&p);
+    }
+    rq.prefetch = SR_MAX_PREFETCH + 1;
+    sr_plan p;
+    sr_error err;
+    assert_int_equal(sr_plan_make(&rq, &p, &err), -1);
+    assert_non_null(strstr(err.msg, "prefetch distance 65 is above 64"));
+}
+
 /* What a unit derives at load is held where it runs: on its own tier when
  * resident, on the staging accelerator when streamed, on the host when the
  * CPU runs it; it takes room like the KV cache, so a budget that fits the
@@ -880,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_tied_head),
         cmocka_unit_test(test_balanced_low_0),
         cmocka_unit_test(test_streaming_schedule),
+        cmocka_unit_test(test_prefetch_past_the_layers),
         cmocka_unit_test(test_derived_bytes_where_run),
         cmocka_unit_test(test_nothing_fits),
         cmocka_unit_test(test_host_only),

@@ -134,4 +134,16 @@ if ! "$S" inspect --devices 2>/dev/null | grep -q "cuda:0"; then
     check "--devices cuda --logical-gpus 2 without a GPU: the no-CUDA error" [ $? -eq 1 ]
     check "  says why" contains "$TMP/err" "--devices: cuda:"
 fi
+
+# The longest prefetch distance (64) over more layers than that: 65 staging
+# slots, the same logits as the CPU (the executor once refused the plan).
+"$S" synth --like tiny --adapters 0 --layers 70 "$TMP/deep" >/dev/null 2>&1
+deep=(--tokens 1,2,3 -n 3 --ctx 16)
+"$S" run -m "$TMP/deep" "${deep[@]}" --logits "$TMP/deep-cpu.bin" >/dev/null 2>&1
+pf=(--devices sim:1x16MiB --max-memory 0=4500KiB --host-exec stream --prefetch 64)
+"$S" plan -m "$TMP/deep" --ctx 16 "${pf[@]}" >"$TMP/deep-plan" 2>&1
+check "prefetch 64: the plan streams through 65 slots" contains "$TMP/deep-plan" "65 staging slots"
+"$S" run -m "$TMP/deep" "${deep[@]}" "${pf[@]}" --logits "$TMP/deep-pf.bin" >/dev/null 2>"$TMP/err"
+check "prefetch 64: runs" [ $? -eq 0 ]
+check "prefetch 64: logits identical to the CPU run" cmp -s "$TMP/deep-cpu.bin" "$TMP/deep-pf.bin"
 finish
