@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,24 +21,35 @@ int sr_parse_size(const char *s, uint64_t *out)
     while (isspace((unsigned char)*s)) s++;
     if (!isdigit((unsigned char)*s) && *s != '.') return -1;   /* no sign, no "inf" */
     const char *num_end = s;
-    while (isdigit((unsigned char)*num_end) || *num_end == '.') num_end++;
+    bool integer = true;
+    while (isdigit((unsigned char)*num_end) || *num_end == '.') integer &= *num_end++ != '.';
     char *end;
     errno = 0;
     double v = strtod(s, &end);
     if (end != num_end) return -1;      /* hex, exponents */
     if (end == s || errno || !isfinite(v) || v < 0) return -1;
+    /* whole numbers exactly (a double holds 53 bits) */
+    errno = 0;
+    unsigned long long n = integer ? strtoull(s, NULL, 10) : 0;
+    if (errno) return -1;
     while (isspace((unsigned char)*end)) end++;
-    static const struct { const char *suffix; double mul; } units[] = {
+    static const struct { const char *suffix; uint64_t mul; } units[] = {
         {"", 1}, {"B", 1},
-        {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
-        {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+        {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40},
+        {"KB", 1000ull}, {"MB", 1000000ull}, {"GB", 1000000000ull}, {"TB", 1000000000000ull},
     };
     for (size_t i = 0; i < sizeof units / sizeof *units; i++) {
         if (strcasecmp(end, units[i].suffix)) continue;
-        double b = v * units[i].mul;
-        if (b >= 18446744073709549568.0) return -1;     /* largest double below 2^64 */
+        if (integer) {
+            uint64_t b;
+            if (__builtin_mul_overflow((uint64_t)n, units[i].mul, &b)) return -1;
+            *out = b;
+            return 0;
+        }
+        double b = v * (double)units[i].mul;
+        if (b >= 18446744073709551616.0) return -1;     /* 2^64 */
         if (units[i].mul == 1 && v != floor(v)) return -1; /* fractional bytes */
-        *out = (uint64_t)llround(b);
+        *out = (uint64_t)nearbyint(b);
         return 0;
     }
     return -1;

@@ -17,6 +17,10 @@ static void test_sizes(void **state)
         {"5GB", 5000000000ull}, {"300MB", 300000000ull}, {"10KB", 10000}, {"1024", 1024},
         {"1.5GiB", 3ull << 29}, {"3gib", 3ull << 30}, {" 2 MiB", 2ull << 20}, {"0", 0},
         {"7B", 7},
+        /* exact to the last byte up to 2^64 - 1 (a double would round them) */
+        {"18446744073709551615", UINT64_MAX}, {"18000000000000000000", 18000000000000000000ull},
+        {"9007199254740993", 9007199254740993ull}, {"10000000TiB", 10000000ull << 40},
+        {"16777215.5TiB", 16777215ull * (1ull << 40) + (1ull << 39)},
     };
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         uint64_t v = 1;
@@ -24,7 +28,8 @@ static void test_sizes(void **state)
         assert_true(v == ok[i].v);
     }
     static const char *bad[] = {"", "GiB", "-1GiB", "3 GiBs", "1e30GiB", "abc", "3Q", "nan",
-                                "inf", "1.5", "0x10"};
+                                "inf", "1.5", "0x10", "18446744073709551616",
+                                "99999999999999999999", "16777216TiB", "16777216.0TiB"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         uint64_t v;
         if (sr_parse_size(bad[i], &v) == 0) fail_msg("accepted '%s'", bad[i]);
