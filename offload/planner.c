@@ -271,49 +271,83 @@ static uint64_t spread(const placer *P, const int *g, int ng)
     return ng ? hi - lo : 0;
 }
 
-/* Moves units across the boundaries of neighbouring accelerators while that
- * narrows the spread of their loads; keeps the execution order contiguous. */
+/* Moves unit u to tier t without a reason (trial moves of even_out). */
+static void shift(placer *P, int u, int t)
+{
+    take(P, u);
+    P->load[t] += size_on(P, u, t);
+    P->tier[u] = t;
+}
+
+/* A chain from g[i] towards g[j]: each accelerator from g[i] on hands the
+ * unit at its end facing g[j] to its neighbour, so g[i] loses a unit, g[j]
+ * gains one and those between trade one for one (the execution order stays
+ * contiguous).  Moves are made from the g[j] end, each into room the next
+ * one freed.  Returns the number of moves made (recorded in moved[]/from[]
+ * for undo), or -1 (undone) when a unit cannot move. */
+static int chain(placer *P, const int *g, int i, int j, const int *first, const int *last,
+                 int *moved, int *from)
+{
+    const int d = j > i ? 1 : -1;
+    int n = 0;
+    for (int k = j - d; k != i - d; k -= d) {
+        int u = d > 0 ? last[g[k]] : first[g[k]], to = g[k + d];
+        bool ok = u >= 0 && movable(P, u) && fits(P, u, to);
+        /* it must stay on the near side of the units it joins (first/last
+         * as before the chain: a neighbour only lost its far end) */
+        if (ok) ok = d > 0 ? first[to] < 0 || first[to] > u : last[to] < u;
+        if (!ok) {
+            while (n > 0) { n--; shift(P, moved[n], from[n]); }
+            return -1;
+        }
+        moved[n] = u;
+        from[n++] = g[k];
+        shift(P, u, to);
+    }
+    return n;
+}
+
+/* Moves units across the boundaries of the accelerators while that narrows
+ * the spread of their loads.  A single move between neighbours is not always
+ * enough: with equal layers, [3, 2, 1] layers become [2, 2, 2] only by
+ * passing one layer down the chain, so every chain g[i] -> g[j] is tried. */
 static void even_out(placer *P, const int *g, int ng)
 {
     const int n = P->rq->n_units;
     int first[SR_MAX_DEVICES + 1], last[SR_MAX_DEVICES + 1];
+    int moved[SR_MAX_DEVICES], from[SR_MAX_DEVICES];
     for (int iter = 0; iter < 4 * n && ng > 1; iter++) {
+        /* the runs of movable units (a tied head placed with its embedding
+         * sits at the far end of g[0]'s units and would hide its run's end) */
         for (int t = 0; t <= P->host; t++) first[t] = last[t] = -1;
         for (int u = 0; u < n; u++) {
             int t = P->tier[u];
+            if (!movable(P, u)) continue;
             if (first[t] < 0) first[t] = u;
             last[t] = u;
         }
         uint64_t best = spread(P, g, ng);
-        int best_u = -1, best_t = -1;
+        int best_i = -1, best_j = -1;
         for (int i = 0; i < ng; i++)
-            for (int d = -1; d <= 1; d += 2) {
-                /* the unit at the end of g[i]'s run that faces g[i+d]; moving
-                 * it there keeps the execution order across accelerators */
-                int j = i + d;
-                if (j < 0 || j >= ng) continue;
-                int u = d > 0 ? last[g[i]] : first[g[i]];
-                if (u < 0 || !movable(P, u)) continue;
-                if (d > 0 && first[g[j]] >= 0 && first[g[j]] < u) continue;
-                if (d < 0 && last[g[j]] > u) continue;
-                if (!fits(P, u, g[j])) continue;
-                uint64_t s_from = size_on(P, u, g[i]), s_to = size_on(P, u, g[j]);
-                P->load[g[i]] -= s_from;
-                P->load[g[j]] += s_to;
+            for (int j = 0; j < ng; j++) {
+                if (i == j) continue;
+                int m = chain(P, g, i, j, first, last, moved, from);
+                if (m < 0) continue;
                 uint64_t sp = spread(P, g, ng);
-                P->load[g[i]] += s_from;
-                P->load[g[j]] -= s_to;
+                while (m > 0) { m--; shift(P, moved[m], from[m]); }
                 if (sp < best) {
                     best = sp;
-                    best_u = u;
-                    best_t = g[j];
+                    best_i = i;
+                    best_j = j;
                 }
             }
-        if (best_u < 0) break;
-        int from = P->tier[best_u];
-        take(P, best_u);
-        put(P, best_u, best_t, "balanced: evened out between %s and %s", T(P, from),
-            T(P, best_t));
+        if (best_i < 0) break;
+        int m = chain(P, g, best_i, best_j, first, last, moved, from);
+        for (int k = 0; k < m; k++) {   /* the same moves again, with their reasons */
+            int u = moved[k], to = P->tier[u];
+            take(P, u);
+            put(P, u, to, "balanced: evened out between %s and %s", T(P, from[k]), T(P, to));
+        }
     }
 }
 
