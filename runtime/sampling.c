@@ -95,7 +95,13 @@ int64_t sr_sample(sr_sampler *s, const float *logits, sr_error *err)
         return -1;
     }
     qsort_r(s->idx, (size_t)n, sizeof *s->idx, by_logit_desc, (void *)logits);
-    if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
+    if (s->p.top_k > 0 && s->p.top_k < n) {
+        /* HF's TopKLogitsWarper removes only what is below the k-th value */
+        const float kth = logits[s->idx[s->p.top_k - 1]];
+        int64_t keep = s->p.top_k;
+        while (keep < n && logits[s->idx[keep]] == kth) keep++;
+        n = keep;
+    }
     /* softmax of logits / T over the kept candidates, in double for the sums */
     const double inv_t = 1.0 / s->p.temperature, top = logits[s->idx[0]] * inv_t;
     double sum = 0;

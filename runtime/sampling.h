@@ -11,7 +11,7 @@
 
 typedef struct sr_sampling_params {
     float temperature;      /* <= 0: greedy */
-    int top_k;              /* <= 0: off */
+    int top_k;              /* <= 0: off; ties with the k-th logit are kept, as HF */
     float top_p;            /* >= 1 or <= 0: off */
     uint64_t seed;
 } sr_sampling_params;

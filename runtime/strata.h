@@ -270,8 +270,8 @@ typedef struct strata_session strata_session;
 
 typedef struct strata_sampling {
     float temperature;          /* <= 0: greedy (argmax) */
-    int top_k;                  /* <= 0: off */
-    float top_p;                /* >= 1: off */
+    int top_k;                  /* <= 0: off; tokens tied with the k-th stay (HF) */
+    float top_p;                /* <= 0 or >= 1: off (a zeroed struct means off) */
     uint64_t seed;              /* the same seed reproduces a session */
 } strata_sampling;
 

@@ -405,11 +405,26 @@ static void test_sampling(void **state)
     assert_int_equal(sr_sample(&s, lg, &err), 1);
     sr_sampler_free(&s);
 
-    /* top_k = 1 and a tiny top_p are greedy */
+    /* top_k keeps the tokens tied with the k-th logit, as HF's
+     * TopKLogitsWarper (scores < k-th value are removed): top_k = 1 here
+     * keeps both maxima (ids 1 and 3), about equally often, and nothing else */
     sr_sampling_params k1 = {.temperature = 1.0f, .top_k = 1, .seed = 7};
     assert_int_equal(sr_sampler_init(&s, &k1, 6, &err), 0);
-    for (int i = 0; i < 50; i++) assert_int_equal(sr_sample(&s, lg, &err), 1);
+    int tied[6] = {0};
+    for (int i = 0; i < 2000; i++) tied[sr_sample(&s, lg, &err)]++;
+    assert_int_equal(tied[1] + tied[3], 2000);
+    assert_true(tied[1] > 900 && tied[3] > 900);    /* 1000 +- 4.5 sigma */
     sr_sampler_free(&s);
+    /* a tie at the k-th place: top_k = 2 keeps 3.0 and all three 2.0s */
+    float lg2[5] = {2.0f, 3.0f, 2.0f, 1.0f, 2.0f};
+    sr_sampling_params k2 = {.temperature = 1.0f, .top_k = 2, .seed = 9};
+    assert_int_equal(sr_sampler_init(&s, &k2, 5, &err), 0);
+    int seen[5] = {0};
+    for (int i = 0; i < 4000; i++) seen[sr_sample(&s, lg2, &err)]++;
+    assert_int_equal(seen[3], 0);
+    assert_true(seen[0] > 0 && seen[1] > 0 && seen[2] > 0 && seen[4] > 0);
+    sr_sampler_free(&s);
+    /* a tiny top_p is greedy (the first of the tied maxima) */
     sr_sampling_params p0 = {.temperature = 1.0f, .top_p = 1e-6f, .seed = 7};
     assert_int_equal(sr_sampler_init(&s, &p0, 6, &err), 0);
     for (int i = 0; i < 50; i++) assert_int_equal(sr_sample(&s, lg, &err), 1);
