@@ -296,11 +296,14 @@ strata_status strata_session_feed(strata_session *s, const int32_t *tokens, size
  * cached prefix they share (at most n-1 positions, so the last token is
  * recomputed and its logits become current) and feeds the rest.  *reused
  * (may be NULL) receives the number of kept positions.  This is how an aLoRA
- * follow-up or the next chat turn avoids recomputing the shared prefix. */
+ * follow-up or the next chat turn avoids recomputing the shared prefix.  A
+ * session that already holds exactly tokens[0..n) with current logits is left
+ * as it is (*reused = n).  More than the context is refused before anything
+ * cached is dropped. */
 strata_status strata_session_sync(strata_session *s, const int32_t *tokens, size_t n,
                                   size_t *reused, strata_error *err);
-/* Keeps the first n positions (n <= length); no logits are current until
- * the next feed. */
+/* Keeps the first n positions (n <= length); with n < length no logits are
+ * current until the next feed (n == length changes nothing). */
 strata_status strata_session_truncate(strata_session *s, size_t n, strata_error *err);
 void strata_session_reset(strata_session *s);
 

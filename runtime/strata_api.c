@@ -761,7 +761,7 @@ strata_status strata_session_feed(strata_session *s, const int32_t *tokens, size
     if (n == 0) return fail(err, STRATA_ERR_ARGUMENT, "feed: no tokens");
     sr_seq *q = s->seq;
     const int64_t V = s->model->m->V;
-    if ((int64_t)n > s->ctx - q->len)
+    if (q->len > s->ctx || n > (size_t)(s->ctx - q->len))   /* unsigned: n may exceed INT64_MAX */
         return fail(err, STRATA_ERR_CONTEXT, "feed: %zu tokens after %lld cached exceed the "
                     "context of %lld positions", n, (long long)q->len, (long long)s->ctx);
     for (size_t i = 0; i < n; i++)
@@ -791,6 +791,9 @@ strata_status strata_session_sync(strata_session *s, const int32_t *tokens, size
     if (reused) *reused = 0;
     if (!s || (!tokens && n)) return fail(err, STRATA_ERR_ARGUMENT, "strata_session_sync: NULL argument");
     if (n == 0) return fail(err, STRATA_ERR_ARGUMENT, "sync: no tokens");
+    if (n > (size_t)s->ctx)     /* before the cached positions are dropped */
+        return fail(err, STRATA_ERR_CONTEXT, "sync: %zu tokens exceed the context of %lld "
+                    "positions", n, (long long)s->ctx);
     sr_seq *q = s->seq;
     size_t common = 0, len = (size_t)q->len;
     while (common < len && common < n && q->tokens[common] == tokens[common]) common++;

@@ -784,8 +784,19 @@ static void test_errors(void **state)
     const int32_t nine[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
     assert_int_equal(strata_session_feed(s, nine, 9, &err), STRATA_ERR_CONTEXT);
     assert_int_equal(strata_session_length(s), 0);
+    /* a count past INT64_MAX is a full context too, before any id is read
+     * (ASan checks that: `nine` has 9 elements) */
+    assert_int_equal(strata_session_feed(s, nine, SIZE_MAX, &err), STRATA_ERR_CONTEXT);
+    assert_int_equal(strata_session_feed(s, nine, (size_t)INT64_MAX + 2, &err),
+                     STRATA_ERR_CONTEXT);
     feed(s, nine, 8);
     assert_int_equal(strata_session_feed(s, nine, 1, &err), STRATA_ERR_CONTEXT);
+    assert_int_equal(strata_session_length(s), 8);
+    /* sync refuses more than the context before dropping the cached positions */
+    size_t reused = 7;
+    assert_int_equal(strata_session_sync(s, nine, SIZE_MAX, &reused, &err), STRATA_ERR_CONTEXT);
+    assert_int_equal(strata_session_sync(s, nine, 9, &reused, &err), STRATA_ERR_CONTEXT);
+    assert_int_equal(reused, 0);
     assert_int_equal(strata_session_length(s), 8);
     assert_int_equal(strata_session_feed(s, nine, 0, &err), STRATA_ERR_ARGUMENT);
     assert_int_equal(strata_session_truncate(s, 9, &err), STRATA_ERR_ARGUMENT);
