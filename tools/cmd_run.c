@@ -54,7 +54,8 @@ static void usage(FILE *f)
         "                      or text, or until the context is full)\n"
         "  --system TEXT       system message of the chat format\n"
         "  --raw               the prompt as is, without the chat template\n"
-        "  --no-special        special tokens written in the prompt are plain text\n"
+        "  --no-special        with --raw: special tokens written in the prompt are plain\n"
+        "                      text\n"
         "  --adapter NAME      activate a Granite Switch adapter (see `strata adapters`)\n"
         "  --adapter-kind K    lora | alora: where its control token goes (default: the model's)\n"
         "  --show-adapter      report the adapter index of every generated token\n"
@@ -142,6 +143,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
         }
         const char *v = argv[++i];
         char *end = NULL;
+        errno = 0;
         int taken = placement_args_take(&o->place, "strata run", a, v);
         if (taken < 0) return 2;
         if (taken) continue;
@@ -179,6 +181,10 @@ static int parse_args(int argc, char **argv, run_opts *o)
             fprintf(stderr, "strata run: %s: '%s' is not a number\n", a, v);
             return 2;
         }
+        if (end && errno == ERANGE) {
+            fprintf(stderr, "strata run: %s: '%s' is out of range\n", a, v);
+            return 2;
+        }
     }
     int modes = !!o->prompt + !!o->prompt_file + !!o->tokens;
     if (!o->model || (modes == 0 && !o->chat) || modes > 1 || (o->chat && o->tokens)) {
@@ -202,6 +208,22 @@ static int parse_args(int argc, char **argv, run_opts *o)
         o->stop_token > INT32_MAX) {
         fprintf(stderr, "strata run: need --temp >= 0, 0 < --top-p <= 1, --top-k >= 0, --ctx >= 0, "
                 "--threads >= 0, --stop-token >= 0\n");
+        return 2;
+    }
+    /* options that would otherwise be ignored without a word */
+    if (o->no_special && !o->raw) {
+        fprintf(stderr, "strata run: --no-special needs --raw (the chat format's own markers are "
+                "special tokens, so the formatted prompt is tokenized with them)\n");
+        return 2;
+    }
+    if (o->chat && (o->json || o->raw)) {
+        fprintf(stderr, "strata run: --chat streams each reply as text in the chat format: "
+                "--%s does not apply\n", o->json ? "json" : "raw");
+        return 2;
+    }
+    if (o->chat && o->prompt && !strcmp(o->prompt, "-")) {
+        fprintf(stderr, "strata run: --chat reads its turns from stdin: give the first message "
+                "as -p TEXT or -f FILE, not -p -\n");
         return 2;
     }
     if (o->adapter_kind && strcmp(o->adapter_kind, "lora") && strcmp(o->adapter_kind, "alora")) {
@@ -568,12 +590,20 @@ static int open_model(run_ctx *c)
     return 0;
 }
 
+/* Positions a prompt of n tokens and n_new new ones take (the last new
+ * token is not fed back); saturates instead of overflowing. */
+static int64_t positions(size_t n, long long n_new)
+{
+    int64_t extra = n_new > 0 ? n_new - 1 : 0;
+    return extra > INT64_MAX - (int64_t)n ? INT64_MAX : (int64_t)n + extra;
+}
+
 /* The context of the session: --ctx, else enough for prompt + N new tokens
  * and at least the model's default, within max_position_embeddings. */
 static int64_t choose_ctx(const run_ctx *c, size_t n_prompt)
 {
     if (c->o.ctx) return c->o.ctx;
-    int64_t need = (int64_t)n_prompt + (c->o.n_new > 0 ? c->o.n_new - 1 : 0);
+    int64_t need = positions(n_prompt, c->o.n_new);
     int64_t ctx = need > c->mi.default_ctx ? need : c->mi.default_ctx;
     if (c->mi.max_position_embeddings > 0 && ctx > c->mi.max_position_embeddings)
         ctx = c->mi.max_position_embeddings;
@@ -651,7 +681,7 @@ static int run_once(run_ctx *c)
                 "positions (%s)\n", n, (long long)ctx, why);
         goto done;
     }
-    if (o->tokens && (int64_t)n + (o->n_new > 0 ? o->n_new - 1 : 0) > ctx) {
+    if (o->tokens && positions(n, o->n_new) > ctx) {
         fprintf(stderr, "strata run: prompt of %zu tokens + %lld new tokens exceeds the context "
                 "of %lld positions (%s)\n", n, o->n_new, (long long)ctx, why);
         goto done;

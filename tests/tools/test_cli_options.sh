@@ -85,6 +85,15 @@ check "run -n -1: 9 tokens in 10 positions" grep -q '"n_generated": 9,' <<<"$out
 check "run -n -2: refused naming -n" refuses "-n -2: expected N >= 0, or -1" run -m "$M" \
     --tokens 1,2 -n -2
 check "run --tokens without -n: refused" refuses "--tokens needs -n N" run -m "$M" --tokens 1,2
+# numbers past their type are refused, and a huge -n does not wrap the context check
+check "run -n past int64: refused" refuses "-n: '99999999999999999999' is out of range" \
+    run -m "$M" --tokens 1,2 -n 99999999999999999999
+check "run --seed past uint64: refused" refuses "out of range" run -m "$M" --tokens 1,2 -n 1 \
+    --seed 99999999999999999999
+"$STRATA_EXE" run -m "$M" --tokens 5,6,7 -n 9223372036854775807 --ignore-eos >/dev/null \
+    2>"$TMP/err"
+check "run -n INT64_MAX with --tokens: refused" [ $? -eq 1 ]
+check "run -n INT64_MAX: names the context" contains "$TMP/err" "exceeds the context of 512"
 
 # llama.cpp's short forms -f FILE, -c N, -t N, -s S: the same run as -p TEXT,
 # --ctx, --threads, --seed (sampled, so the seed matters)

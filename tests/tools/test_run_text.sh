@@ -63,6 +63,17 @@ run -p "a<|adapter_2|>" --raw -n 1 --json >"$TMP/j" 2>/dev/null
 check "special tokens in the text are matched" python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["prompt"] == [97, 257]' "$TMP/j"
 run -p "a<|adapter_2|>" --raw --no-special -n 1 --json >"$TMP/j" 2>/dev/null
 check "--no-special: plain text" python3 -c 'import json,sys; assert len(json.load(open(sys.argv[1]))["prompt"]) == 14' "$TMP/j"
+# options that do not apply are refused, not ignored
+refused() { # message, then the arguments of strata run
+    local want=$1; shift
+    run "$@" >/dev/null 2>"$TMP/err"
+    [ $? -eq 2 ] && contains "$TMP/err" "$want"
+}
+check "--no-special without --raw: refused" refused "--no-special needs --raw" \
+    -p "a<|adapter_2|>" --no-special -n 1
+check "--chat --json: refused" refused "--json does not apply" --chat --json -n 1 </dev/null
+check "--chat --raw: refused" refused "--raw does not apply" --chat --raw -n 1 </dev/null
+check "--chat -p -: refused" refused "not -p -" --chat -p - -n 1 </dev/null
 
 # adapters: where the control token goes, and which adapter made each token
 run -p "Hello" -n 4 --ignore-eos --adapter alpha --json >"$TMP/j" 2>/dev/null
