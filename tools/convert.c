@@ -136,8 +136,9 @@ static uint64_t quant_bound(const convert_opts *o, const sr_tensor *t)
     return b;
 }
 
-/* Removes a flat directory (the partial output holds no subdirectories). */
-static void remove_dir(const char *dir)
+/* Removes a flat directory (the partial output holds no subdirectories);
+ * 0, or -1 if something stayed. */
+static int remove_dir(const char *dir)
 {
     DIR *d = opendir(dir);
     if (d) {
@@ -150,7 +151,23 @@ static void remove_dir(const char *dir)
         }
         closedir(d);
     }
-    rmdir(dir);
+    return rmdir(dir);
+}
+
+/* OUT_DIR must not exist: one that appeared while converting (another
+ * converter, the user) is never replaced without --force.  RENAME_NOREPLACE
+ * makes the check and the rename one step where the filesystem has it. */
+int convert_publish(const char *partial, const char *out_dir, sr_error *err)
+{
+    struct stat st;
+    int rc = renameat2(AT_FDCWD, partial, AT_FDCWD, out_dir, RENAME_NOREPLACE);
+    if (rc && (errno == EINVAL || errno == ENOSYS))     /* no RENAME_NOREPLACE here */
+        rc = !stat(out_dir, &st) ? (errno = EEXIST, -1) : rename(partial, out_dir);
+    if (rc && errno == EEXIST)
+        return sr_fail(err, "%s appeared while converting; it is left as it is (use --force to "
+                       "replace it)", out_dir);
+    if (rc) return sr_fail(err, "rename %s -> %s: %s", partial, out_dir, strerror(errno));
+    return 0;
 }
 
 /* Removes OUT.partial-<pid> directories left by converters that were killed
@@ -431,8 +448,16 @@ static int cmp_item(const void *a, const void *b)
     return strcmp(((const item *)a)->t->name, ((const item *)b)->t->name);
 }
 
-int convert_run(const convert_opts *o, convert_report *r, sr_error *err)
+int convert_run(const convert_opts *opts, convert_report *r, sr_error *err)
 {
+    /* OUT_DIR without trailing slashes: OUT.partial-<pid> and OUT.old-<pid>
+     * are siblings of it, not entries inside it */
+    char out_dir[4096];
+    snprintf(out_dir, sizeof out_dir, "%s", opts->out_dir);
+    for (size_t l = strlen(out_dir); l > 1 && out_dir[l - 1] == '/'; l--) out_dir[l - 1] = 0;
+    convert_opts local = *opts;
+    local.out_dir = out_dir;
+    const convert_opts *o = &local;
     memset(r, 0, sizeof *r);
     double t0 = now();
     sr_checkpoint *ck = NULL, *ref = NULL;
@@ -674,7 +699,7 @@ int convert_run(const convert_opts *o, convert_report *r, sr_error *err)
         if (dfd >= 0) { sr_fsync(dfd); close(dfd); }
     }
     if (convert_interrupted) { sr_fail(err, "interrupted"); goto out; }
-    if (!stat(o->out_dir, &st)) { /* --force: move the old one aside, then replace */
+    if (o->force && !stat(o->out_dir, &st)) { /* move the old one aside, then replace */
         char old[4200];
         snprintf(old, sizeof old, "%s.old-%ld", o->out_dir, (long)getpid());
         if (rename(o->out_dir, old)) {
@@ -686,9 +711,10 @@ int convert_run(const convert_opts *o, convert_report *r, sr_error *err)
             sr_fail(err, "%s: rename failed: %s", o->out_dir, strerror(errno));
             goto out;
         }
-        remove_dir(old);
-    } else if (rename(partial, o->out_dir)) {
-        sr_fail(err, "rename %s -> %s: %s", partial, o->out_dir, strerror(errno));
+        if (remove_dir(old))
+            sr_warn("%s: the replaced output is left at %s (it holds more than files)",
+                    o->out_dir, old);
+    } else if (convert_publish(partial, o->out_dir, err)) {
         goto out;
     }
     partial[0] = 0;

@@ -56,6 +56,10 @@ typedef struct convert_report {
 
 void convert_defaults(convert_opts *o);
 int convert_run(const convert_opts *o, convert_report *r, sr_error *err);
+/* The last step of convert_run without --force: renames the finished
+ * directory `partial` to `out_dir`, refusing (0 or -1 with err) when out_dir
+ * exists, also when it appeared after convert_run checked at the start. */
+int convert_publish(const char *partial, const char *out_dir, sr_error *err);
 
 /* Set by the signal handler; checked between tensors. */
 extern volatile int convert_interrupted;

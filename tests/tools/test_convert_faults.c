@@ -135,6 +135,61 @@ static void count_then_fail_each(int variant, int io)
     assert_true(failed > 0);
 }
 
+/* An OUT_DIR that appears while a conversion runs (a user's directory, a
+ * second converter) is never replaced without --force: the last rename
+ * refuses it and both directories stay as they are. */
+static void test_publish_never_replaces(void **state)
+{
+    (void)state;
+    char partial[4200], mine[4200], p[4300];
+    snprintf(partial, sizeof partial, "%s.partial-test", out_dir);
+    assert_int_equal(mkdir(partial, 0755), 0);
+    snprintf(p, sizeof p, "%s/model.safetensors", partial);
+    assert_int_equal(test_write_file(p, "x", 1), 0);
+    for (int empty = 0; empty <= 1; empty++) {     /* rename(2) replaces an empty directory */
+        assert_int_equal(mkdir(out_dir, 0755), 0);
+        snprintf(mine, sizeof mine, "%s/notes.txt", out_dir);
+        if (!empty) assert_int_equal(test_write_file(mine, "precious", 8), 0);
+        sr_error err;
+        assert_int_equal(convert_publish(partial, out_dir, &err), -1);
+        assert_non_null(strstr(err.msg, "appeared while converting"));
+        struct stat st;
+        assert_int_equal(stat(mine, &st) == 0, !empty);
+        assert_int_equal(stat(p, &st), 0);
+        remove_out();
+    }
+    sr_error err;
+    assert_int_equal(convert_publish(partial, out_dir, &err), 0);
+    snprintf(p, sizeof p, "%s/model.safetensors", out_dir);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    remove_out();
+}
+
+/* OUT_DIR given with a trailing slash: the partial directory is its
+ * sibling, as without the slash. */
+static void test_trailing_slash(void **state)
+{
+    (void)state;
+    char slashed[4200];
+    snprintf(slashed, sizeof slashed, "%s//", out_dir);
+    convert_opts o;
+    opts(&o, 0);
+    o.out_dir = slashed;
+    convert_report r;
+    sr_error err;
+    if (convert_run(&o, &r, &err)) fail_msg("%s", err.msg);
+    char p[4300];
+    snprintf(p, sizeof p, "%s/model.safetensors", out_dir);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(leftovers(), 1);   /* out itself, nothing beside it */
+    o.force = true;                      /* replacing it works the same way */
+    if (convert_run(&o, &r, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(leftovers(), 1);
+    remove_out();
+}
+
 static void test_alloc_nf4_dq(void **s) { (void)s; count_then_fail_each(0, 0); }
 static void test_alloc_sharded_zstd(void **s) { (void)s; count_then_fail_each(1, 0); }
 static void test_alloc_int8(void **s) { (void)s; count_then_fail_each(2, 0); }
@@ -144,6 +199,8 @@ static void test_io_sharded_zstd(void **s) { (void)s; count_then_fail_each(1, 1)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_publish_never_replaces),
+        cmocka_unit_test(test_trailing_slash),
         cmocka_unit_test(test_alloc_nf4_dq),
         cmocka_unit_test(test_alloc_sharded_zstd),
         cmocka_unit_test(test_alloc_int8),
