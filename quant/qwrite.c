@@ -162,6 +162,8 @@ int sr_bnb4_quantize_tensor(const char *weight_name, const void *data, sr_dtype 
         rc = sr_fail(err, "dtype %s cannot be quantized (F32, F16 or BF16 only)", sr_dtype_name(dtype));
     else if (ndim < 1 || ndim > SR_MAX_DIMS || n < 0)
         rc = sr_fail(err, "invalid shape (rank %d)", ndim);
+    else if (n == 0)    /* as LLM.int8: a loader wants a non-empty [out, in] */
+        rc = sr_fail(err, "an empty tensor cannot be quantized");
     else if (!sr_bnb4_blocksize_ok(o.blocksize))
         rc = sr_fail(err, "invalid blocksize %d (32, 64, ..., 4096)", o.blocksize);
     else if ((unsigned)o.quant_type > SR_Q4_FP4 || (unsigned)o.rules > SR_RULES_CPU)

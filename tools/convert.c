@@ -67,25 +67,29 @@ static double now(void)
 
 static int is_float(sr_dtype d) { return d == SR_F32 || d == SR_F16 || d == SR_BF16; }
 
+/* Longest tensor name converted: with its companions' suffixes it stays
+ * within the key buffers here and quant/qload.c's 1024-byte names. */
+#define CONVERT_NAME_MAX 960
+
 static int ends_with(const char *s, const char *suf)
 {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-/* Does skip entry k exclude the Linear module at path p?  The union of the
- * rules of transformers 4.x and 5.x (bnb-format §5.2), so both agree with
- * the set strata writes. */
+/* Does skip entry k exclude the Linear module at path p?  When k names whole
+ * components of the path: "lm_head", "mlp" (every MLP), "model.layers.1"
+ * (layer 1, not 10), "self_attn.q_proj".  transformers matches entries its
+ * own ways (4.x and 5.x differ, bnb-format §5.2), so the written config
+ * does not carry these patterns but the paths they matched. */
 static int skip_matches(const char *p, const char *k)
 {
-    size_t kl = strlen(k);
-    if (!strcmp(p, k)) return 1;
-    if (!strncmp(p, k, kl) && p[kl] == '.') return 1;
-    char dotted[512];
-    snprintf(dotted, sizeof dotted, ".%s", k);
-    if (ends_with(p, dotted)) return 1;
-    snprintf(dotted, sizeof dotted, "%s.", k);
-    return strstr(p, dotted) != NULL;
+    size_t pl = strlen(p), kl = strlen(k);
+    for (const char *at = strstr(p, k); kl && at; at = strstr(at + 1, k)) {
+        size_t off = (size_t)(at - p);
+        if ((off == 0 || p[off - 1] == '.') && (off + kl == pl || p[off + kl] == '.')) return 1;
+    }
+    return 0;
 }
 
 /* Module path of a weight name ("a.b.weight" -> "a.b"). */
@@ -266,10 +270,15 @@ static int copy_other_files(const char *in, const char *out, sr_error *err)
 
 static const char *torch_name(sr_dtype d) { return sr_dtype_torch_name(d); }
 
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* config.json = input + quantization_config exactly as transformers writes
  * it (bnb-format §5.1: all 13 keys, sorted), or without it when dequantizing. */
 static int write_config(const convert_opts *o, json_t *cfg, sr_dtype model_dtype,
-                        const char *path, sr_error *err)
+                        json_t *skipped_modules, const char *path, sr_error *err)
 {
     if (o->quant == CQ_NONE) {
         json_object_del(cfg, "quantization_config");
@@ -278,13 +287,23 @@ static int write_config(const convert_opts *o, json_t *cfg, sr_dtype model_dtype
         sr_dtype cd = o->compute_dtype >= 0 ? (sr_dtype)o->compute_dtype : model_dtype;
         /* No --skip: null, as transformers writes by default; it then leaves out
          * exactly lm_head (the output embedding), which is what strata did.  With
-         * --skip: the explicit list, lm_head included (bnb-format §5.2). */
+         * --skip: the module paths left out, lm_head first, not the patterns:
+         * transformers 4.x and 5.x match a pattern differently, a full path
+         * alike (bnb-format §5.2). */
         json_t *skip = json_null();
         if (o->n_skip) {
             skip = json_array();
             json_array_append_new(skip, json_string("lm_head"));
-            for (int i = 0; i < o->n_skip; i++)
-                if (strcmp(o->skip[i], "lm_head")) json_array_append_new(skip, json_string(o->skip[i]));
+            size_t n = json_array_size(skipped_modules);
+            const char **names = sr_malloc((n ? n : 1) * sizeof *names);
+            if (!names) return sr_fail(err, "%s: out of memory", path);
+            for (size_t i = 0; i < n; i++)
+                names[i] = json_string_value(json_array_get(skipped_modules, i));
+            qsort(names, n, sizeof *names, cmp_cstr);
+            for (size_t i = 0; i < n; i++)
+                if (strcmp(names[i], "lm_head") && (i == 0 || strcmp(names[i], names[i - 1])))
+                    json_array_append_new(skip, json_string(names[i]));
+            sr_free(names);
         }
         json_t *q = json_pack("{s:b,s:b,s:s,s:s,s:s,s:b,s:b,s:b,s:o,s:f,s:b,s:b,s:s}",
             "_load_in_4bit", four, "_load_in_8bit", !four,
@@ -467,7 +486,7 @@ int convert_run(const convert_opts *opts, convert_report *r, sr_error *err)
     memset(&cfg, 0, sizeof cfg);
     memset(&meta, 0, sizeof meta);
     memset(&cat, 0, sizeof cat);
-    json_t *cfg_json = NULL, *index_map = NULL;
+    json_t *cfg_json = NULL, *index_map = NULL, *skipped_mods = NULL;
     item *items = NULL;
     char partial[4096] = "", cfgpath[4096];
     int rc = -1, generic = 0, n_shards = 0;
@@ -534,6 +553,14 @@ int convert_run(const convert_opts *opts, convert_report *r, sr_error *err)
             r->tensors_dropped++; /* derived metadata / a tied lm_head copy: never persisted */
             continue;
         }
+        if (strlen(t->name) > CONVERT_NAME_MAX) {
+            /* the companions' names (NAME.quant_state.bitsandbytes__nf4) and
+             * the loader's lookups must not be cut short */
+            sr_fail(err, "%s: tensor '%.60s...': a name of %zu bytes is longer than the %d "
+                    "this converter handles", o->in_dir, t->name, strlen(t->name),
+                    CONVERT_NAME_MAX);
+            goto out;
+        }
         item it = {.t = t, .act = A_COPY, .cls = e ? role_class(e->role) : CLS_OTHER};
         if (o->quant == CQ_NONE) {
             char key[1024], mod[1024];
@@ -558,7 +585,17 @@ int convert_run(const convert_opts *opts, convert_report *r, sr_error *err)
         } else {
             int linear = generic ? generic_linear(t)
                                  : (e->part == SR_PART_WEIGHT && role_class(e->role) != CLS_OTHER);
-            if (linear && !skipped(o, t->name) && t->ndim == 2 && is_float(t->dtype)) {
+            int skip = linear && skipped(o, t->name);
+            if (skip) {         /* its module path goes into llm_int8_skip_modules */
+                char mod[1024];
+                module_of(t->name, mod, sizeof mod);
+                if (!skipped_mods) skipped_mods = json_array();
+                if (!skipped_mods || json_array_append_new(skipped_mods, json_string(mod))) {
+                    sr_fail(err, "out of memory");
+                    goto out;
+                }
+            }
+            if (linear && !skip && t->ndim == 2 && is_float(t->dtype)) {
                 it.act = A_QUANT;
                 it.bound = quant_bound(o, t);
             } else {
@@ -568,6 +605,14 @@ int convert_run(const convert_opts *opts, convert_report *r, sr_error *err)
         items[ni++] = it;
     }
     qsort(items, ni, sizeof *items, cmp_item);
+    for (int k = 0; k < o->n_skip; k++) {      /* a typo would quantize what was meant */
+        bool hit = false;
+        for (size_t i = 0; i < json_array_size(skipped_mods) && !hit; i++)
+            hit = skip_matches(json_string_value(json_array_get(skipped_mods, i)), o->skip[k]);
+        if (!hit && strcmp(o->skip[k], "lm_head"))
+            sr_warn("--skip %s: no Linear module has it as whole components of its path; "
+                    "nothing left out for it", o->skip[k]);
+    }
 
     /* Shards: fill up to --shard-size, keeping a weight's companions with it. */
     uint64_t acc = 0, total_bound = 0;
@@ -691,7 +736,7 @@ int convert_run(const convert_opts *opts, convert_report *r, sr_error *err)
     {
         char path[4096];
         snprintf(path, sizeof path, "%s/config.json", partial);
-        if (write_config(o, cfg_json, model_dtype, path, err)) goto out;
+        if (write_config(o, cfg_json, model_dtype, skipped_mods, path, err)) goto out;
     }
     if (copy_other_files(sr_ckpt_dir(ck), partial, err)) goto out;
     {
@@ -729,6 +774,7 @@ out:
     r->n_stats = 3;
     json_decref(index_map);
     json_decref(cfg_json);
+    json_decref(skipped_mods);
     sr_free(items);
     sr_catalog_free(&cat);
     sr_adapter_meta_free(&meta);

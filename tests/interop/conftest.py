@@ -37,6 +37,9 @@ FORMATS = {
     "fp4": ["--quant", "fp4"],
     "fp4-dq": ["--quant", "fp4", "--double-quant"],
     "int8": ["--quant", "int8"],
+    # --skip: strata matches whole path components ("proj" names none) and
+    # writes the paths it left out, so transformers leaves out the same ones
+    "nf4-skip": ["--quant", "nf4", "--skip", "model.layers.1,mlp.down_proj,proj"],
 }
 
 

@@ -148,6 +148,54 @@ printf 'XXXX' | dd of="$TMP/trunc/model.safetensors" bs=1 seek=20 conv=notrunc 2
 "$STRATA_EXE" convert "$TMP/trunc" "$TMP/trunc-out" --quant nf4 2>"$TMP/err"; rc=$?
 check "corrupt header refused, naming the shard" [ $rc -ne 0 ] && contains "$TMP/err" "model.safetensors: header"
 
+# 5b. --skip names whole path components; config.json lists the module paths it
+# matched (not the patterns, which transformers 4.x and 5.x read differently).
+"$STRATA_EXE" synth --like tiny --layers 12 "$TMP/d12" >/dev/null 2>&1
+"$STRATA_EXE" convert "$TMP/d12" "$TMP/d12-skip" --quant nf4 --quiet \
+    --skip model.layers.1,mlp.down_proj,proj 2>"$TMP/err"
+check "--skip: converts" [ $? -eq 0 ]
+check "--skip: an entry that matches nothing is named" contains "$TMP/err" "--skip proj: no Linear"
+python3 - "$TMP/d12-skip" <<'PY'
+import json, sys
+import st
+d = sys.argv[1]
+skip = json.load(open(f"{d}/config.json"))["quantization_config"]["llm_int8_skip_modules"]
+want = ["lm_head"] + sorted(
+    [f"model.layers.1.{m}" for m in ("mlp.gate_proj", "mlp.up_proj", "self_attn.k_proj",
+                                     "self_attn.o_proj", "self_attn.q_proj", "self_attn.v_proj")] +
+    [f"model.layers.{i}.mlp.down_proj" for i in range(12)])
+assert skip == want, skip
+hdr, _ = st.read(f"{d}/model.safetensors")
+for i in range(12):
+    for m in ("mlp.gate_proj", "self_attn.q_proj", "mlp.down_proj"):
+        name = f"model.layers.{i}.{m}.weight"
+        left = i == 1 or m == "mlp.down_proj"
+        assert (hdr[name]["dtype"] == "BF16") == left, (name, hdr[name]["dtype"])
+PY
+check "--skip: layer 1 (not 10, 11) and every down_proj left out, and listed" [ $? -eq 0 ]
+
+# 5c. Names the converter cannot carry through are refused, not cut short; an
+# empty Linear is refused (bnb 4-bit as LLM.int8 already did).
+mkdir -p "$TMP/odd" "$TMP/empty"
+echo '{"architectures": ["X"], "hidden_size": 64}' >"$TMP/odd/config.json"
+cp "$TMP/odd/config.json" "$TMP/empty/config.json"
+python3 - "$TMP" <<'PY'
+import struct, sys
+import st
+t = sys.argv[1]
+w = struct.pack("<1024f", *([0.5] * 1024))
+st.write(f"{t}/odd/model.safetensors", {"y" * 2000 + ".weight": ("F32", [16, 64], w)})
+st.write(f"{t}/empty/model.safetensors", {"a.weight": ("F32", [0, 64], b""),
+                                          "b.weight": ("F32", [16, 64], w)})
+PY
+"$STRATA_EXE" convert "$TMP/odd" "$TMP/odd-out" --quant nf4 2>"$TMP/err"
+check "a 2000-byte tensor name: refused" [ $? -ne 0 ] && contains "$TMP/err" "a name of 2007 bytes"
+check "a 2000-byte tensor name: no output" [ ! -e "$TMP/odd-out" ]
+for q in nf4 int8; do
+    "$STRATA_EXE" convert "$TMP/empty" "$TMP/empty-$q" --quant $q 2>"$TMP/err"
+    check "an empty Linear ($q): refused, naming it" [ $? -ne 0 ] && contains "$TMP/err" "a.weight"
+done
+
 # 6. SIGKILL at random points: OUT_DIR never appears half-written; input untouched.
 "$STRATA_EXE" synth --like small --seed 7 "$TMP/small" 2>/dev/null
 sum_before=$(cat "$TMP/small"/* | md5sum)
