@@ -90,15 +90,19 @@ static int add_now(sw_shard *w, const char *name, sr_dtype dtype, int ndim, cons
 /* Keeps every tensor's data aligned to its element size (8 bytes at the
  * least) so readers can use it in place: a tensor whose size is not a
  * multiple of 8 (a quant_state JSON, a weight_format byte, odd absmax
- * counts) is held back and written at the end of the shard, largest
- * elements first.  Only small tensors are held back; memory stays bounded. */
-#define SW_DEFER_MAX (16u << 20)
+ * counts, a bf16 bias of odd length) is held back and written at the end of
+ * the shard, largest elements first.  safetensors allows no gap between
+ * tensors, so holding back is the only way; it stops at SW_DEFER_MAX bytes
+ * held per shard (memory stays bounded), after which an odd-sized tensor is
+ * written in place and what follows it is only byte-aligned (strata's reader
+ * copies such tensors). */
+#define SW_DEFER_MAX (128u << 20)
 
 int sw_add(sw_shard *w, const char *name, sr_dtype dtype, int ndim, const int64_t *shape,
            const void *data, uint64_t nbytes, sr_error *err)
 {
     if (ndim < 0 || ndim > 8) return sr_fail(err, "%s: tensor '%s': rank %d", w->path, name, ndim);
-    if (nbytes % 8 == 0 || nbytes > SW_DEFER_MAX || w->def_bytes + nbytes > 8 * SW_DEFER_MAX)
+    if (nbytes % 8 == 0 || w->def_bytes + nbytes > SW_DEFER_MAX)
         return add_now(w, name, dtype, ndim, shape, data, nbytes, err);
     if (w->n_def == w->cap_def) {
         size_t nc = w->cap_def ? 2 * w->cap_def : 64;

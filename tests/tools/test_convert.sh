@@ -196,6 +196,32 @@ for q in nf4 int8; do
     check "an empty Linear ($q): refused, naming it" [ $? -ne 0 ] && contains "$TMP/err" "a.weight"
 done
 
+# 5d. Alignment: a bf16 bias of odd length over 16 MiB is held back like the
+# small odd-sized tensors, so every tensor after it stays aligned to its
+# element size (it once went out in place, 2 bytes off for what followed).
+mkdir -p "$TMP/bigodd"
+cp "$TMP/odd/config.json" "$TMP/bigodd/config.json"
+python3 - "$TMP" <<'PY'
+import struct, sys
+import st
+t = sys.argv[1]
+w = struct.pack("<1024f", *([0.5] * 1024))
+st.write(f"{t}/bigodd/model.safetensors", {"a.bias": ("BF16", [8388609], b"\x80\x3f" * 8388609),
+                                           "b.weight": ("F32", [16, 64], w),
+                                           "c.bias": ("F32", [16], w[:64])})
+PY
+"$STRATA_EXE" convert "$TMP/bigodd" "$TMP/bigodd-nf4" --quant nf4 --quiet 2>/dev/null
+python3 - "$TMP/bigodd-nf4/model.safetensors" <<'PY'
+import json, struct, sys
+data = open(sys.argv[1], "rb").read(1 << 20)
+(n,) = struct.unpack("<Q", data[:8])
+hdr = json.loads(data[8:8 + n]); hdr.pop("__metadata__", None)
+size = {"BF16": 2, "F16": 2, "F32": 4, "U8": 1, "I8": 1, "F64": 8}
+bad = [k for k, v in hdr.items() if (8 + n + v["data_offsets"][0]) % size[v["dtype"]]]
+assert not bad and len(hdr) > 3, bad
+PY
+check "every tensor aligned to its element size after a 16 MiB odd-sized one" [ $? -eq 0 ]
+
 # 6. SIGKILL at random points: OUT_DIR never appears half-written; input untouched.
 "$STRATA_EXE" synth --like small --seed 7 "$TMP/small" 2>/dev/null
 sum_before=$(cat "$TMP/small"/* | md5sum)
