@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,7 +15,7 @@ int cli_parse_size(const char *s, uint64_t *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (end == s || errno || v < 0) return -1;
+    if (end == s || errno || !isfinite(v) || v < 0) return -1;     /* "nan", "inf" */
     while (*end == ' ') end++;
     static const struct { const char *suf; double mul; } sufs[] = {
         {"", 1}, {"B", 1},

@@ -95,6 +95,13 @@ check "run --seed past uint64: refused" refuses "out of range" run -m "$M" --tok
 check "run -n INT64_MAX with --tokens: refused" [ $? -eq 1 ]
 check "run -n INT64_MAX: names the context" contains "$TMP/err" "exceeds the context of 512"
 
+# sizes that are not numbers
+for sz in nan inf -1MB; do
+    check "convert --shard-size $sz: refused" refuses "bad --shard-size" convert "$M" \
+        "$TMP/never" --shard-size "$sz"
+done
+check "convert --shard-size: no output" [ ! -e "$TMP/never" ]
+
 # llama.cpp's short forms -f FILE, -c N, -t N, -s S: the same run as -p TEXT,
 # --ctx, --threads, --seed (sampled, so the seed matters)
 printf 'Is the sky blue?' >"$TMP/prompt.txt"
