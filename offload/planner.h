@@ -22,7 +22,10 @@
  * Strategies (accelerate's names):
  *   balanced, auto   even bytes across the accelerators (each within about one
  *                    unit of its share; shares follow the budgets when these
- *                    differ), in execution order; the rest to the host.
+ *                    differ), in execution order; the rest to the host.  Then
+ *                    units move along chains of accelerators while that
+ *                    narrows the spread: on equal accelerators the loads end
+ *                    within one decoder layer of each other (spec scenario 1).
  *   balanced_low_0   the same over accelerators 1..n-1; accelerator 0 takes only
  *                    what the others cannot hold (before the host).
  *   sequential       fill accelerator 0, spill to the next exactly when the next
