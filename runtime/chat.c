@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "runtime/alloc.h"
+#include "runtime/log.h"
 
 #define GRANITE_START_ROLE "<|start_of_role|>"
 #define GRANITE_END_ROLE "<|end_of_role|>"
@@ -28,6 +29,7 @@ void sr_chat_free(sr_chat *chat)
     sr_free(chat->start_role);
     sr_free(chat->end_role);
     sr_free(chat->end_text);
+    sr_free(chat->default_system);
     for (int i = 0; chat->adapters && i < chat->n_adapters; i++) sr_free(chat->adapters[i].invocation);
     sr_free(chat->adapters);
     memset(chat, 0, sizeof *chat);
@@ -118,6 +120,27 @@ static int kinds_from_template(const char *tmpl, const sr_config *cfg, sr_chat *
     return found;
 }
 
+/* Which of the known Granite forms the template renders (chat.h); for
+ * Granite 3.0 also its default system text, the {% else %} branch of its
+ * loop over system messages.  -1 out of memory. */
+static int template_style(const char *tmpl, sr_chat *chat)
+{
+    if (strstr(tmpl, "<|user|>") && strstr(tmpl, "<|assistant|>")) {
+        chat->style = SR_CHAT_GRANITE_3_0;
+        static const char open[] = "{% else %}<|system|>\n";
+        const char *p = strstr(tmpl, open), *end = p ? strstr(p + strlen(open), "\n{%") : NULL;
+        if (end) {
+            p += strlen(open);
+            if (!(chat->default_system = sr_strndup(p, (size_t)(end - p)))) return -1;
+        }
+    } else if (!strstr(tmpl, GRANITE_START_ROLE) &&
+               (strstr(tmpl, "message['content']") || strstr(tmpl, "message.content") ||
+                strstr(tmpl, "message[\"content\"]"))) {
+        chat->unknown_template = true;  /* it renders messages, in some other form */
+    }
+    return 0;
+}
+
 static int parse_tokenizer_config(const char *text, const char *source, const sr_config *cfg,
                                   sr_chat *chat, bool kinds_known, sr_error *err)
 {
@@ -143,7 +166,7 @@ static int parse_tokenizer_config(const char *text, const char *source, const sr
         }
     }
     const json_t *t = json_object_get(root, "chat_template");
-    if (t && !kinds_known) {
+    if (t) {
         /* a string, or HF's list of {"name", "template"} (the "default" one) */
         const char *tmpl = NULL;
         if (json_is_string(t)) {
@@ -160,7 +183,11 @@ static int parse_tokenizer_config(const char *text, const char *source, const sr
             rc = sr_fail(err, "%s: chat_template: expected a string or a list", source);
             goto done;
         }
-        if (tmpl) {
+        if (tmpl && template_style(tmpl, chat)) {
+            rc = sr_fail(err, "%s: out of memory", source);
+            goto done;
+        }
+        if (tmpl && !kinds_known) {
             int found = kinds_from_template(tmpl, cfg, chat, err);
             if (found < 0) {
                 rc = sr_fail_prefix(err, "%s", source);
@@ -276,6 +303,10 @@ int sr_chat_load(const char *model_dir, const sr_config *cfg, sr_chat *chat, sr_
         }
     }
     int rc = sr_chat_parse(tc, cj, tc_path, cfg, chat, err);
+    if (!rc && chat->unknown_template)
+        sr_warn("%s: chat_template is not a Granite form strata knows (it does not run Jinja): "
+                "chat prompts use Granite 4's role markers; pass the prompt as is (strata run "
+                "--raw) if the model expects another form", tc_path);
     sr_free(tc);
     sr_free(cj);
     return rc;
@@ -337,25 +368,52 @@ int sr_chat_render(const sr_chat *chat, const sr_chat_msg *msgs, size_t n,
                 strstr(msgs[i].content, invocation))
                 target = i;
     strbuf b = {0};
+    const bool g3 = chat->style == SR_CHAT_GRANITE_3_0;
+    bool has_system = false;
     for (size_t i = 0; i < n; i++) {
         if (!msgs[i].role || !msgs[i].content) {
             sr_free(b.p);
             return sr_fail(err, "chat: message %zu has no %s", i, msgs[i].role ? "content" : "role");
         }
-        put(&b, chat->start_role);
-        put(&b, msgs[i].role);
-        put(&b, chat->end_role);
+        has_system |= !strcmp(msgs[i].role, "system");
+    }
+    if (g3 && !has_system && chat->default_system) {
+        put(&b, "<|system|>\n");
+        put(&b, chat->default_system);
+        put(&b, "\n");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *role = msgs[i].role, *end = "\n";
+        if (!g3) {
+            put(&b, chat->start_role);
+            put(&b, role);
+            put(&b, chat->end_role);
+        } else if (!strcmp(role, "system") || !strcmp(role, "user")) {
+            put(&b, !strcmp(role, "user") ? "<|user|>\n" : "<|system|>\n");
+        } else if (!strcmp(role, "assistant")) {
+            put(&b, "<|assistant|>\n");
+            end = "";
+        } else if (!strcmp(role, "assistant_tool_call") || !strcmp(role, "tool_response")) {
+            put(&b, chat->start_role);
+            put(&b, !strcmp(role, "tool_response") ? role : "assistant");
+            put(&b, chat->end_role);
+            if (strcmp(role, "tool_response")) put(&b, "<|tool_call|>");
+        } else {
+            continue;           /* a role the Granite 3.0 template leaves out */
+        }
         if (i == target) *ctrl_at = (int64_t)b.n + last_occurrence(msgs[i].content, invocation);
         put(&b, msgs[i].content);
-        put(&b, chat->end_text);
-        put(&b, "\n");
+        if (!g3 || (strcmp(role, "system") && strcmp(role, "user"))) put(&b, chat->end_text);
+        put(&b, end);
     }
     if (adapter > 0 && kind == SR_ADAPTER_LORA) *ctrl_at = 0;
     else if (adapter > 0 && target == n) *ctrl_at = (int64_t)b.n;   /* before the generation prompt */
-    if (add_generation_prompt) {
+    if (add_generation_prompt && !g3) {
         put(&b, chat->start_role);
         put(&b, "assistant");
         put(&b, chat->end_role);
+    } else if (add_generation_prompt && n > 0) {    /* the template's loop.last */
+        put(&b, "<|assistant|>\n");
     }
     put(&b, "");        /* an empty conversation still gets a string */
     if (b.oom) {

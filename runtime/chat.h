@@ -1,8 +1,15 @@
 /* Granite chat formatting and where an adapter's control token goes.
  *
- * Granite 4 renders a conversation as
+ * Granite 4 (and 3.1+) renders a conversation as
  *   <|start_of_role|>ROLE<|end_of_role|>CONTENT<|end_of_text|>\n   (per turn)
  *   <|start_of_role|>assistant<|end_of_role|>                      (generation prompt)
+ * Granite 3.0, recognised by its template's <|user|> / <|assistant|> markers,
+ * as its chat_template renders it:
+ *   <|system|>\nDEFAULT SYSTEM\n          (when no message is a system one)
+ *   <|system|>\nCONTENT\n   <|user|>\nCONTENT\n   <|assistant|>\nCONTENT<|end_of_text|>
+ *   <|assistant|>\n                       (generation prompt, after the last message)
+ * Any other template is not executed: the Granite 4 form is used and
+ * sr_chat_load warns (text can always be given as is with the raw path).
  * The end-of-turn marker is tokenizer_config.json's eos_token when the file
  * names one; the role markers are Granite's (the file must not contradict
  * them: a tokenizer_config.json whose special tokens lack them falls back to
@@ -37,8 +44,16 @@ typedef struct sr_chat_adapter {
     char *invocation;           /* aLoRA invocation text, or NULL (generation prompt) */
 } sr_chat_adapter;
 
+typedef enum sr_chat_style {
+    SR_CHAT_ROLE_MARKERS,       /* Granite 3.1+ / 4 / Switch (the default) */
+    SR_CHAT_GRANITE_3_0,        /* <|system|>\n ... <|user|>\n ... <|assistant|>\n */
+} sr_chat_style;
+
 typedef struct sr_chat {
     char *start_role, *end_role, *end_text;
+    sr_chat_style style;
+    char *default_system;       /* GRANITE_3_0: the template's text when no system turn */
+    bool unknown_template;      /* a chat_template in neither known form */
     int n_adapters;
     sr_chat_adapter *adapters;  /* [n_adapters], adapter index k at [k-1] */
     const char *kinds_from;     /* "config.json", "chat_template" or NULL */
