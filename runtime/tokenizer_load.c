@@ -660,9 +660,14 @@ static int build_token_bytes(sr_tokenizer *tok, sr_error *err)
         tok_entry *e = &tok->entries[id];
         if (!e->flags) continue;
         const unsigned char *s = (const unsigned char *)tok->strings + e->str_off;
-        unsigned char tmp[1024], *out = tmp;
+        /* one byte per character: never longer than the string */
+        unsigned char tmp[1024], *big = NULL, *out = tmp;
         size_t k = 0, n = e->str_len;
-        int mapped = tok->decoder_byte_level && n <= sizeof tmp;
+        if (n > sizeof tmp && tok->decoder_byte_level && !(out = big = sr_malloc(n))) {
+            sr_free(bytes.p);
+            return sr_fail(err, "out of memory");
+        }
+        int mapped = tok->decoder_byte_level;
         for (size_t i = 0; i < n && mapped;) {
             uint32_t cp;
             if (s[i] < 0x80) cp = s[i++];
@@ -673,7 +678,9 @@ static int build_token_bytes(sr_tokenizer *tok, sr_error *err)
             else out[k++] = (unsigned char)b;
         }
         if (!mapped) out = (unsigned char *)s, k = n;
-        if (arena_add(&bytes, out, k, &e->bytes_off, err)) {
+        int rc = arena_add(&bytes, out, k, &e->bytes_off, err);
+        sr_free(big);
+        if (rc) {
             sr_free(bytes.p);
             return -1;
         }

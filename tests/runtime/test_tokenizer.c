@@ -766,6 +766,35 @@ static void expect_load_error(const char *json, const char *needle)
         fail_msg("error '%s' does not name '%s'", err.msg, needle);
 }
 
+/* A vocabulary token of more than 1024 bytes decodes byte-level like any
+ * other (600 x "Ġ" is 600 spaces, as HF's ByteLevel decoder gives); it was
+ * once returned in its byte-level spelling. */
+static void test_decode_long_token(void **state)
+{
+    (void)state;
+    char extra[4096], *p = extra;
+    p += sprintf(p, "\"");
+    for (int i = 0; i < 600; i++) p += sprintf(p, "\xc4\xa0");   /* "Ġ" (U+0120) */
+    p += sprintf(p, "\": 256, \"");
+    for (int i = 0; i < 300; i++) p += sprintf(p, "\xc4\x8a");   /* "Ċ" (U+010A): \n */
+    for (int i = 0; i < 500; i++) *p++ = 'x';
+    sprintf(p, "\": 257");
+    char *json = mini_json(NULL, extra, NULL, NULL, SPLIT_PRE("{\"Regex\": \"x\"}", "Isolated", "false"),
+                           NULL, NULL, NULL);
+    sr_tokenizer *tok = mini_load(json);
+    const int32_t ids[2] = {256, 257};
+    char *text;
+    size_t len;
+    sr_error err;
+    assert_int_equal(sr_detokenize(tok, ids, 2, 0, &text, &len, &err), 0);
+    assert_int_equal(len, 600 + 300 + 500);
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(text[i], i < 600 ? ' ' : i < 900 ? '\n' : 'x');
+    sr_free(text);
+    sr_tokenizer_free(tok);
+    free(json);
+}
+
 static void test_malformed(void **state)
 {
     (void)state;
@@ -996,6 +1025,7 @@ int main(void)
         cmocka_unit_test(test_regex_unicode_classes),
         cmocka_unit_test(test_added_token_flags),
         cmocka_unit_test(test_model_options),
+        cmocka_unit_test(test_decode_long_token),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_cli),
