@@ -210,7 +210,7 @@ static int regex_match(tok_work *w, const tok_step *st, const char *s, size_t n,
 static void split_regex_run(fold *f, const tok_step *st, const char *s, size_t n)
 {
     tok_work *w = f->w;
-    PCRE2_SIZE pos = 0, last = 0;
+    PCRE2_SIZE pos = 0, last = 0, prev_end = PCRE2_UNSET;
     while (pos <= n && !w->failed) {
         int rc = regex_match(w, st, s, n, pos);
         if (rc == PCRE2_ERROR_NOMATCH) break;
@@ -224,9 +224,14 @@ static void split_regex_run(fold *f, const tok_step *st, const char *s, size_t n
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(w->md);
         PCRE2_SIZE ms = ov[0], me = ov[1];
-        if (ms > last) fold_feed(f, s + last, ms - last, st->invert);
-        fold_feed(f, s + ms, me - ms, !st->invert);
-        last = me;
+        /* the reference's regex engine (Rust regex find_iter) never yields
+         * an empty match where the previous match ended: `a*` on "ab" finds
+         * "a" and the empty match at 2, not the one at 1 */
+        if (!(me == ms && ms == prev_end)) {
+            if (ms > last) fold_feed(f, s + last, ms - last, st->invert);
+            fold_feed(f, s + ms, me - ms, !st->invert);
+            last = prev_end = me;
+        }
         if (me > ms) pos = me;
         else if (me >= n) break;
         else { /* empty match: step over one character */

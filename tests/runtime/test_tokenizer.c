@@ -766,6 +766,31 @@ static void expect_load_error(const char *json, const char *needle)
         fail_msg("error '%s' does not name '%s'", err.msg, needle);
 }
 
+/* A Split regex that can match empty: like the reference's regex engine
+ * (Rust regex find_iter), no empty match is taken where the previous match
+ * ended, so `a*` on "ab" finds "a" and the empty match at the end, and
+ * MergedWithNext makes one piece "ab".  Ids from HF tokenizers 0.22 on this
+ * same tokenizer.json (written out with STRATA_TEST_DUMP=FILE; HF also wants
+ * the ByteLevel decoder's three fields, which do not change encoding). */
+static void test_split_empty_after_match(void **state)
+{
+    (void)state;
+    char *json = mini_json(NULL, "\"ab\": 256", "\"a b\"", NULL,
+                           SPLIT_PRE("{\"Regex\": \"a*\"}", "MergedWithNext", "false"), NULL,
+                           NULL, NULL);
+    if (getenv("STRATA_TEST_DUMP")) {
+        FILE *f = fopen(getenv("STRATA_TEST_DUMP"), "w");
+        if (f) { fputs(json, f); fclose(f); }
+    }
+    sr_tokenizer *tok = mini_load(json);
+    expect_ids(tok, "ab", 0, 256, -1);
+    expect_ids(tok, "aab", 0, 97, 256, -1);
+    expect_ids(tok, "bab", 0, 98, 256, -1);
+    expect_ids(tok, "abab", 0, 256, 256, -1);
+    sr_tokenizer_free(tok);
+    free(json);
+}
+
 /* A vocabulary token of more than 1024 bytes decodes byte-level like any
  * other (600 x "Ġ" is 600 spaces, as HF's ByteLevel decoder gives); it was
  * once returned in its byte-level spelling. */
@@ -1025,6 +1050,7 @@ int main(void)
         cmocka_unit_test(test_regex_unicode_classes),
         cmocka_unit_test(test_added_token_flags),
         cmocka_unit_test(test_model_options),
+        cmocka_unit_test(test_split_empty_after_match),
         cmocka_unit_test(test_decode_long_token),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_alloc_failures),
