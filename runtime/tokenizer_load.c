@@ -282,8 +282,13 @@ static int fill_added(sr_tokenizer *tok, json_t *added, arena *strings, sr_error
             PCRE2_SIZE eo;
             pcre2_compile_context *cc = pcre2_compile_context_create(tok->gctx);
             if (!cc) return sr_fail(err, "%s: out of memory", field);
-            tok->word_re = pcre2_compile((PCRE2_SPTR) "\\w", PCRE2_ZERO_TERMINATED,
-                                         PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED, &ec, &eo, cc);
+            /* a word character as the reference's single_word check sees it
+             * (Rust regex \w: Alphabetic, marks, decimal digits, connector
+             * punctuation, ZWNJ/ZWJ), not PCRE2's \w (letters, all numbers
+             * and _): they differ on combining marks, circled letters, ½, ² */
+            tok->word_re = pcre2_compile(
+                (PCRE2_SPTR) "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]",
+                PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED, &ec, &eo, cc);
             pcre2_compile_context_free(cc);
             if (!tok->word_re) return sr_fail(err, "%s: out of memory", field);
         }

@@ -791,6 +791,46 @@ static void test_split_empty_after_match(void **state)
     free(json);
 }
 
+/* single_word: the added token counts only where no word character touches
+ * it, with "word character" as the reference has it (Rust regex \w:
+ * Alphabetic, marks, decimal digits, connector punctuation, ZWNJ/ZWJ), not
+ * PCRE2's \w (letters, every number, _).  Whether HF tokenizers 0.22 matched
+ * the token was checked on granite-3's vocabulary with the same token. */
+static void test_single_word_chars(void **state)
+{
+    (void)state;
+    const char *added = "{\"id\": 256, \"content\": \"wordz\", \"single_word\": true, "
+                        "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
+                        "\"special\": false}";
+    char *json = mini_json(NULL, NULL, NULL, added,
+                           SPLIT_PRE("{\"Regex\": \"x\"}", "Isolated", "false"), NULL, NULL,
+                           NULL);
+    sr_tokenizer *tok = mini_load(json);
+    static const struct { const char *text; int matched; } cases[] = {
+        {"wordz", 1}, {"a wordz b", 1}, {"awordz", 0}, {"wordz5", 0},
+        {"\xcc\x81wordz", 0},          /* U+0301 combining acute: a mark */
+        {"wordz\xe2\x80\x8d", 0},     /* U+200D ZWJ */
+        {"\xe2\x80\xbfwordz", 0},     /* U+203F undertie: connector punctuation */
+        {"\xe2\x92\xb6wordz", 0},     /* U+24B6 circled A: Alphabetic, not a letter */
+        {"\xc2\xbdwordz", 1},          /* U+00BD one half: a number, not a digit */
+        {"wordz\xc2\xb2", 1},          /* U+00B2 superscript two */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int32_t *ids;
+        size_t n;
+        sr_error err;
+        assert_int_equal(sr_tokenize(tok, cases[i].text, strlen(cases[i].text), 0, &ids, &n,
+                                     &err), 0);
+        int found = 0;
+        for (size_t k = 0; k < n; k++) found |= ids[k] == 256;
+        if (found != cases[i].matched)
+            fail_msg("case %zu: the single_word token %s", i, found ? "matched" : "did not match");
+        sr_free(ids);
+    }
+    sr_tokenizer_free(tok);
+    free(json);
+}
+
 /* A vocabulary token of more than 1024 bytes decodes byte-level like any
  * other (600 x "Ġ" is 600 spaces, as HF's ByteLevel decoder gives); it was
  * once returned in its byte-level spelling. */
@@ -1051,6 +1091,7 @@ int main(void)
         cmocka_unit_test(test_added_token_flags),
         cmocka_unit_test(test_model_options),
         cmocka_unit_test(test_split_empty_after_match),
+        cmocka_unit_test(test_single_word_chars),
         cmocka_unit_test(test_decode_long_token),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_alloc_failures),
