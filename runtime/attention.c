@@ -194,7 +194,12 @@ void sr_attention_with(const sr_attn_args *a, sr_attn_kernel kern)
     if (!sr_attn_kernel_usable(kern, a->hd)) kern = SR_ATTN_SGEMM;
     const sr_attn_stream_kernels *stream = head_blocks ? stream_kernels(kern) : NULL;
     const int64_t work = (int64_t)a->nh * T * (a->p0 + T) * a->hd;
-#pragma omp parallel for schedule(dynamic, 1) if (work > 32768 && n_blocks > 1)
+    /* no more threads than the scratch has slices: OpenMP's count may have
+     * grown since it was sized */
+    int threads = omp_get_max_threads();
+    if (a->scratch_threads > 0 && threads > a->scratch_threads) threads = a->scratch_threads;
+#pragma omp parallel for schedule(dynamic, 1) if (work > 32768 && n_blocks > 1) \
+    num_threads(threads)
     for (int64_t bi = 0; bi < n_blocks; bi++) {
         const int u = (int)(bi / per_unit), c = (int)(bi % per_unit);
         attn_block b;

@@ -30,6 +30,8 @@ typedef struct sr_attn_args {
     float *out;                 /* [T][ldo], head h at out + h*hd */
     int64_t ldo;
     float *scratch;             /* sr_attention_scratch_floats(p0+T, hd, kv_type) floats */
+    int scratch_threads;        /* threads that scratch was sized for (at most this many
+                                 * run); 0: OpenMP's count now */
 } sr_attn_args;
 
 /* Floats of scratch one thread of sr_attention needs for up to `n_keys`

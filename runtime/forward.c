@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdint.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "quant/matmul.h"
@@ -99,6 +100,7 @@ int sr_workspace_init(sr_workspace *ws, const sr_model *m, int max_t, int64_t ct
     }
     ws->max_t = max_t;
     ws->ctx = ctx;
+    ws->threads = omp_get_max_threads();   /* what workspace_sizes sized the scores for */
     return 0;
 }
 
@@ -133,6 +135,7 @@ int sr_workspace_init_in(sr_workspace *ws, const sr_model *m, int max_t, int64_t
     }
     ws->max_t = max_t;
     ws->ctx = ctx;
+    ws->threads = omp_get_max_threads();   /* what workspace_sizes sized the scores for */
     return 0;
 }
 
@@ -341,7 +344,7 @@ void sr_layer_forward_w(const sr_model *m, const sr_layer_weights *w, int l, sr_
         .p0 = st->p0, .T = T, .q = ws->qkv, .ldq = D,
         .k = kv->k[l], .v = kv->v[l], .head_stride = kv->ctx * hd, .kv_type = kv->type,
         .key_mem = m->hiding ? kv->mem : NULL, .qsup = m->hiding ? st->qsup : NULL,
-        .out = ws->attn, .ldo = qd, .scratch = ws->scores,
+        .out = ws->attn, .ldo = qd, .scratch = ws->scores, .scratch_threads = ws->threads,
     };
     sr_attention(&aa);
     proj_forward(&w->o, ws->attn, T, qd, st->adapter, ws->proj, H, ws->lora);

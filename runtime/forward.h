@@ -26,6 +26,7 @@
 typedef struct sr_workspace {
     int max_t;
     int64_t ctx;
+    int threads;                /* per-thread slices in `scores` (OpenMP's count when sized) */
     float *u, *qkv, *attn, *proj, *gu, *act, *lora, *scores;
 } sr_workspace;
 

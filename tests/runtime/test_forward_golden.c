@@ -25,6 +25,7 @@
 #include <math.h>
 
 #include <cmocka.h>
+#include <omp.h>
 #include <jansson.h>
 
 #include "runtime/dtype.h"
@@ -385,6 +386,37 @@ static void test_bf16_kv_cache(void **state)
     }
 }
 
+/* A sequence created while OpenMP had one thread and run with two: the
+ * attention scratch was sized for one slice, so attention must not use more
+ * threads than that (the second thread once wrote past it; ASan pass).
+ * Logits equal a sequence created and run with two threads. */
+static void test_threads_grow_after_create(void **state)
+{
+    (void)state;
+    sr_model *m = load("switch-3a");
+    enum { T = 300 };
+    int32_t tok[T];
+    for (int i = 0; i < T; i++) tok[i] = (int32_t)((i * 37 + 11) % 256);
+    static float a[T * 259], b[T * 259];
+    sr_seq *s;
+    sr_error err;
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(1);
+    assert_int_equal(sr_seq_create(m, T, &s, &err), 0);
+    omp_set_num_threads(2);
+    assert_int_equal(sr_forward(s, tok, T, a, true, NULL, NULL, &err), 0);
+    sr_seq_free(s);
+    assert_int_equal(sr_seq_create(m, T, &s, &err), 0);
+    assert_int_equal(sr_forward(s, tok, T, b, true, NULL, NULL, &err), 0);
+    sr_seq_free(s);
+    omp_set_num_threads(before);
+    assert_int_equal(m->V, 259);
+    for (int i = 0; i < T * 259; i++)
+        if (fabsf(a[i] - b[i]) > 1e-5f * (1 + fabsf(b[i])))
+            fail_msg("logit %d: %g with the scratch sized for 1 thread, %g for 2", i, a[i], b[i]);
+    sr_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_switch_3a_bf16),
         cmocka_unit_test(test_with_buffers),
         cmocka_unit_test(test_bf16_kv_cache),
+        cmocka_unit_test(test_threads_grow_after_create),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
