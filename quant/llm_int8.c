@@ -49,7 +49,9 @@ static int quantize_row(const float *restrict x, int64_t cols, float *restrict h
         memset(q, 0, (size_t)cols);
         return 0;
     }
-    float s = 127.0f / m;
+    /* torch evaluates bnb's 127.0 / row_stats as row_stats.reciprocal() * 127:
+     * two roundings, which decide the code of a product near k + 0.5 */
+    float s = (1.0f / m) * 127.0f;
     for (int64_t j = 0; j < cols; j++) q[j] = (int8_t)(int)rint_small(h[j] * s);
     return 0;
 }

@@ -4,11 +4,15 @@
  *   1. the weight is cast to float16 (round to nearest even), whatever its
  *      dtype;
  *   2. SCB[r] = max_j |W16[r, j]| (exact, stored as f32);
- *   3. q[r, j] = round_half_even(fl(W16[r, j] * fl(127 / SCB[r]))).
+ *   3. q[r, j] = round_half_even(fl(W16[r, j] * fl(fl(1 / SCB[r]) * 127))).
  *   An all-zero row has SCB = 0 and codes 0 (bnb: 0 * inf = NaN -> 0).
- *   The correctly rounded division is bnb's CPU path; its CUDA kernel uses
- *   an approximate division that can flip a value within an ulp of k + 0.5,
- *   which is not emulated.
+ *   The scale is two roundings because bnb writes 127.0 / row_stats and
+ *   torch evaluates a number over a tensor as tensor.reciprocal() * number
+ *   (bnb-format.md §4.2 says one correctly rounded division: it decides
+ *   products near k + 0.5, and the golden tiny_int8_fp16 has two such,
+ *   tests/data/README.md).  bnb's CUDA kernel uses __fdividef, also a
+ *   reciprocal then a multiply, with an approximate reciprocal that is not
+ *   emulated.
  * Input that is NaN/inf, or overflows float16 (|w| >= 65520, which bnb turns
  * into inf and a garbage row), is rejected with an error naming the
  * element.

@@ -326,7 +326,7 @@ static void test_parallel_equals_reference(void **state)
         float m = 0.0f;
         for (int64_t j = 0; j < cols; j++) m = fmaxf(m, fabsf(sr_f16_to_f32(sr_f32_to_f16(w[r * cols + j]))));
         assert_true(scb[r] == m);
-        float sc = 127.0f / m;
+        float sc = (1.0f / m) * 127.0f;    /* bnb: torch's 127.0 / row_stats */
         for (int64_t j = 0; j < cols; j++) {
             float h = sr_f16_to_f32(sr_f32_to_f16(w[r * cols + j]));
             int want = m == 0.0f ? 0 : (int)nearbyintf(h * sc);
