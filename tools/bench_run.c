@@ -634,11 +634,12 @@ int bench_run(int argc, char **argv)
     const char *fmt = sr_wformat_name(m->layers[0].mlp_in.w[0].fmt);
 
     if (o.json) {
+        char *umodel = cli_utf8_lossy(o.model);   /* a path need not be UTF-8; JSON must */
         json_t *j = json_pack(
             "{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, "
             "s:f, "
             "s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
-            "model", o.model, "weight_format", fmt, "cpu", cpu, "threads", threads, "isa",
+            "model", umodel ? umodel : "", "weight_format", fmt, "cpu", cpu, "threads", threads, "isa",
             sr_isa_name(sr_isa_detect()), "kernels", kernels, "prefill_mode", prefill_mode,
             "kv_type", sr_kv_type_name(m->kv_type), "omp_wait_policy",
             env_or("OMP_WAIT_POLICY", "default"), "prompt", o.prompt, "gen", o.gen, "runs",
@@ -650,6 +651,7 @@ int bench_run(int argc, char **argv)
             "paired_ratio_q1", paired_q1, "paired_ratio_q3", paired_q3, "peak_rss_bytes", rss, "loadavg_1m",
             load[0], "prefill_ms_per_token", 1e3 * best.prefill_s / o.prompt, "prefill_cpu_s",
             best.prefill_cpu_s, "decode_cpu_s", best.decode_cpu_s);
+        sr_free(umodel);
         if (j && placed &&
             json_object_set_new(j, "placement", placement_json(rn.pl, &o, &best.xfer, place_s))) {
             json_decref(j);

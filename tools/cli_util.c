@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "runtime/alloc.h"
 #include "runtime/kv_cache.h"
@@ -53,8 +54,8 @@ int64_t cli_parse_int_list(const char *s, int64_t **out)
         v[n++] = x;
         p = end;
         while (isspace((unsigned char)*p)) p++;
-        if (*p == ',') p++;
-        else if (*p) { sr_free(v); return -1; }
+        if (*p == ',' && p[1]) p++;
+        else if (*p) { sr_free(v); return -1; }   /* junk, or a trailing comma */
     }
     *out = v;
     return n;
@@ -71,15 +72,69 @@ const char *cli_fmt_bytes(uint64_t n, char *buf, size_t len)
     return buf;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (1..4), or 0. */
+static int utf8_len(const unsigned char *p)
+{
+    if (p[0] < 0x80) return 1;
+    int n = p[0] >= 0xC2 && p[0] <= 0xDF ? 2 : p[0] >= 0xE0 && p[0] <= 0xEF ? 3
+          : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    if (n == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] > 0x9F))) return 0;
+    if (n == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] > 0x8F))) return 0;
+    return n;
+}
+
 void cli_json_str(FILE *f, const char *s)
 {
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int n = utf8_len(p);
         if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
         else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
+        else if (n) fwrite(p, 1, (size_t)n, f);
+        else fputs("\\ufffd", f);
+        p += n ? n : 1;
     }
     fputc('"', f);
+}
+
+char *cli_utf8_lossy(const char *s)
+{
+    char *out = sr_malloc(3 * strlen(s) + 1), *o = out;   /* U+FFFD: 3 bytes per byte */
+    if (!out) return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int n = utf8_len(p);
+        if (n) memcpy(o, p, (size_t)n), o += n, p += n;
+        else memcpy(o, "\xef\xbf\xbd", 3), o += 3, p++;
+    }
+    *o = 0;
+    return out;
+}
+
+FILE *cli_out_open(cli_out *o, const char *cmd, const char *path)
+{
+    struct stat st;
+    o->path = path;
+    o->direct = !stat(path, &st) && !S_ISREG(st.st_mode);
+    snprintf(o->tmp, sizeof o->tmp, "%s.tmp", path);
+    const char *name = o->direct ? path : o->tmp;
+    FILE *f = fopen(name, "wb");
+    if (!f) fprintf(stderr, "%s: %s: %s\n", cmd, name, strerror(errno));
+    return f;
+}
+
+int cli_out_commit(cli_out *o, const char *cmd)
+{
+    if (o->direct || !rename(o->tmp, o->path)) return 0;
+    fprintf(stderr, "%s: %s: %s\n", cmd, o->path, strerror(errno));
+    remove(o->tmp);
+    return -1;
+}
+
+void cli_out_discard(cli_out *o)
+{
+    if (!o->direct) remove(o->tmp);
 }
 
 int cli_flag_in(const char *flag, const char *const *names)

@@ -7,12 +7,31 @@
 
 /* "3GiB", "512MiB", "5GB", "1024" -> bytes; returns 0 or -1. */
 int cli_parse_size(const char *s, uint64_t *out);
-/* "1,2,3" -> newly allocated array (sr_free); returns count or -1. */
+/* "1,2,3" -> newly allocated array (sr_free); returns count or -1 (also for
+ * an empty item: "1,,2", "1,2,"). */
 int64_t cli_parse_int_list(const char *s, int64_t **out);
 /* Human-readable bytes ("1.50 GiB") into buf. */
 const char *cli_fmt_bytes(uint64_t n, char *buf, size_t len);
-/* Writes s as a JSON string literal (with quotes) to f. */
+/* Writes s as a JSON string literal (with quotes) to f; bytes that are not
+ * UTF-8 (a path can hold any) become U+FFFD, so the output stays JSON. */
 void cli_json_str(FILE *f, const char *s);
+/* s as valid UTF-8 (the same rule), newly allocated (sr_free); NULL on OOM.
+ * For values given to jansson, whose json_string refuses anything else. */
+char *cli_utf8_lossy(const char *s);
+
+/* An output file that appears whole or not at all: written to PATH.tmp and
+ * renamed over PATH by cli_out_commit; on failure cli_out_discard removes
+ * the temporary file, never PATH (an older result stays).  A PATH that is
+ * not a regular file (/dev/stdout, a pipe) is written in place. */
+typedef struct cli_out {
+    const char *path;
+    char tmp[4200];
+    int direct;
+} cli_out;
+/* NULL after a message prefixed with cmd. */
+FILE *cli_out_open(cli_out *o, const char *cmd, const char *path);
+int cli_out_commit(cli_out *o, const char *cmd);    /* 0, or -1 after a message */
+void cli_out_discard(cli_out *o);
 /* Whether `flag` is one of the NULL-terminated `names`. */
 int cli_flag_in(const char *flag, const char *const *names);
 

@@ -10,6 +10,7 @@
 
 #include "quant/qload.h"
 #include "runtime/alloc.h"
+#include "tools/cli_util.h"
 #include "tools/commands.h"
 
 static void usage(FILE *f)
@@ -64,17 +65,16 @@ int cmd_dequantize(int argc, char **argv)
         fprintf(stderr, "strata dequantize: %s: %s\n", in, err.msg);
         goto done;
     }
-    FILE *f = fopen(out, "wb");
-    if (!f) {
-        fprintf(stderr, "strata dequantize: %s: %s\n", out, strerror(errno));
-        goto done;
-    }
+    cli_out o;
+    FILE *f = cli_out_open(&o, "strata dequantize", out);    /* OUT appears whole or not */
+    if (!f) goto done;
     int wr = write_rows(&m, f);
     if (fclose(f) || wr) {
         fprintf(stderr, "strata dequantize: %s: write failed\n", out);
-        remove(out);
+        cli_out_discard(&o);
         goto done;
     }
+    if (cli_out_commit(&o, "strata dequantize")) goto done;
     printf("%s: %s [%lld, %lld]\n", name, sr_wformat_name(m.fmt), (long long)m.rows, (long long)m.cols);
     rc = 0;
 done:

@@ -110,7 +110,9 @@ static int report(const char *path, const sr_checkpoint *ck, const sr_config *cf
 
     if (json) {
         json_t *o = json_object();
-        json_object_set_new(o, "path", json_string(path));
+        char *upath = cli_utf8_lossy(path);     /* a path need not be UTF-8; JSON must */
+        json_object_set_new(o, "path", json_string(upath ? upath : ""));
+        sr_free(upath);
         json_object_set_new(o, "model_type", json_string(cfg->model_type));
         json_object_set_new(o, "architecture", json_string(sr_arch_name(cfg->arch)));
         json_object_set_new(o, "generation", json_string(sr_gen_name(cfg->gen)));

@@ -30,25 +30,17 @@ static void usage(FILE *f)
                "  --check          refuse weights holding NaN or Inf\n");
 }
 
-/* Writes n bytes to path via path.tmp + rename. */
-static int write_atomic(const char *path, const void *data, size_t n)
+/* Writes n bytes for path (cli_out_commit publishes them). */
+static int write_out(cli_out *o, const char *path, const void *data, size_t n)
 {
-    size_t len = strlen(path) + 5;
-    char *tmp = sr_malloc(len);
-    if (!tmp) return -1;
-    snprintf(tmp, len, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    int rc = -1;
-    if (f) {
-        size_t w = fwrite(data, 1, n, f);
-        if (fclose(f) == 0 && w == n && rename(tmp, path) == 0) rc = 0;
-    }
-    if (rc) {
-        fprintf(stderr, "strata logits: %s: %s\n", path, strerror(errno ? errno : EIO));
-        remove(tmp);
-    }
-    sr_free(tmp);
-    return rc;
+    FILE *f = cli_out_open(o, "strata logits", path);
+    if (!f) return -1;
+    errno = 0;
+    size_t w = fwrite(data, 1, n, f);
+    if (fclose(f) == 0 && w == n) return 0;
+    fprintf(stderr, "strata logits: %s: %s\n", path, strerror(errno ? errno : EIO));
+    cli_out_discard(o);
+    return -1;
 }
 
 int cmd_logits(int argc, char **argv)
@@ -141,9 +133,17 @@ int cmd_logits(int argc, char **argv)
             goto done;
         }
     }
-    if (write_atomic(out, lg, sizeof(float) * (size_t)(T * m->V))) goto done;
-    if (indices && write_atomic(indices, ad, sizeof(int32_t) * (size_t)T)) {
-        remove(out);
+    /* both files written before either replaces anything: a failure leaves
+     * an earlier --out as it was */
+    cli_out lo, io;
+    if (write_out(&lo, out, lg, sizeof(float) * (size_t)(T * m->V))) goto done;
+    if (indices && write_out(&io, indices, ad, sizeof(int32_t) * (size_t)T)) {
+        cli_out_discard(&lo);
+        goto done;
+    }
+    if (cli_out_commit(&lo, "strata logits") ||
+        (indices && cli_out_commit(&io, "strata logits"))) {
+        if (indices) cli_out_discard(&io);
         goto done;
     }
     fprintf(stderr, "strata logits: %lld positions x %lld logits -> %s\n", (long long)T,

@@ -347,7 +347,9 @@ static void print_json(const opts *o, const ctx *c, const sr_run_shape *shape,
 {
     const sr_plan *p = &c->plan;
     json_t *root = json_object();
-    json_object_set_new(root, "model", json_string(o->model));
+    char *umodel = cli_utf8_lossy(o->model);   /* a path need not be UTF-8; JSON must */
+    json_object_set_new(root, "model", json_string(umodel ? umodel : ""));
+    sr_free(umodel);
     json_object_set_new(root, "strategy", json_string(sr_strategy_name(p->strategy)));
     json_object_set_new(root, "ctx", json_integer(shape->ctx));
     json_object_set_new(root, "batch", json_integer(shape->batch));

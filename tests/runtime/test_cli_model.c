@@ -146,6 +146,19 @@ static void test_refusals(void **state)
     expect_refusal("ctx", "longer than the context", "logits --model '%s' --tokens 1,2,3%s --ctx 2 --out '%s'", m, "");
     expect_refusal("no model", "nonexistent", "logits --model '%s/nonexistent' --tokens 1%s --out '%s'", test_tmpdir(), "");
     expect_refusal("prefill", "--prefill", "logits --model '%s' --tokens 1,2%s --prefill 5 --out '%s'", m, "");
+    /* a failed --indices leaves an earlier --out as it was */
+    char lpath[600], cmd[2000], out2[4096];
+    snprintf(lpath, sizeof lpath, "%s/earlier.bin", test_tmpdir());
+    assert_int_equal(test_write_file(lpath, "old", 3), 0);
+    snprintf(cmd, sizeof cmd, "logits --model '%s' --tokens 1,2 --out '%s' --indices '%s/no/dir/i.bin'",
+             m, lpath, test_tmpdir());
+    assert_int_equal(strata(out2, sizeof out2, "%s", cmd), 1);
+    size_t n;
+    char *kept = test_read_file(lpath, &n);
+    assert_non_null(kept);
+    assert_int_equal(n, 3);
+    assert_memory_equal(kept, "old", 3);
+    free(kept);
     char out[4096];
     assert_true(strata(out, sizeof out, "run --model '%s' --tokens '' -n 3", m) != 0);
     assert_non_null(strstr(out, "empty prompt"));

@@ -95,6 +95,23 @@ check "run --seed past uint64: refused" refuses "out of range" run -m "$M" --tok
 check "run -n INT64_MAX with --tokens: refused" [ $? -eq 1 ]
 check "run -n INT64_MAX: names the context" contains "$TMP/err" "exceeds the context of 512"
 
+# --json stays JSON whatever bytes a path holds (a path need not be UTF-8)
+O="$TMP/$(printf 'odd\001\377"\\')"
+mkdir -p "$O"
+ln -s "$D/model/switch-3a/config.json" "$D/model/switch-3a/model.safetensors" "$O/"
+ln -s "$D/demo/tokenizer.json" "$O/tokenizer.json"
+for c in "inspect $O" "plan -m $O" "adapters -m $O" "bench run -m $O --prompt 4 --gen 2"; do
+    # shellcheck disable=SC2086  # word splitting is wanted; $O holds no space
+    "$STRATA_EXE" $c --json 2>/dev/null | python3 -c 'import json, sys; json.loads(sys.stdin.buffer.read())'
+    check "${c%% *} --json with a non-UTF-8 path: valid JSON" [ "${PIPESTATUS[1]}" -eq 0 ]
+done
+
+# a list of ids with an empty item is refused, a trailing comma included
+for ids in '1,,2' '1,2,' ','; do
+    "$STRATA_EXE" run -m "$M" --tokens "$ids" -n 1 >/dev/null 2>&1
+    check "run --tokens '$ids': refused" [ $? -eq 2 ]
+done
+
 # sizes that are not numbers
 for sz in nan inf -1MB; do
     check "convert --shard-size $sz: refused" refuses "bad --shard-size" convert "$M" \

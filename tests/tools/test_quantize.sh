@@ -173,4 +173,23 @@ check "dequantize of a missing tensor fails" [ $rc -eq 1 ]
 check "dequantize error names the tensor" contains "$TMP/err" "tensor no.such.weight: not found"
 "$STRATA_EXE" dequantize "$B/tiny_nf4_dq_bf16" model.layers.0.mlp.up_proj.weight >/dev/null 2>&1; rc=$?
 check "dequantize without --out is a usage error" [ $rc -eq 2 ]
+
+# --out appears whole or not at all: a failed write leaves an earlier file as
+# it was, and a path that is not a regular file is written in place, never
+# replaced or removed (a failed write once removed it: /dev/full included).
+W=model.layers.0.mlp.up_proj.weight
+"$STRATA_EXE" dequantize "$B/tiny_nf4_dq_bf16" $W --out "$TMP/keep.f32" >/dev/null 2>&1
+cp "$TMP/keep.f32" "$TMP/keep.bak"
+mkdir "$TMP/keep.f32.tmp"                    # the temporary file cannot be made
+"$STRATA_EXE" dequantize "$B/tiny_nf4_dq_bf16" $W --out "$TMP/keep.f32" >/dev/null 2>&1; rc=$?
+check "dequantize: a failed write exits 1" [ $rc -eq 1 ]
+check "dequantize: a failed write keeps the earlier file" cmp -s "$TMP/keep.f32" "$TMP/keep.bak"
+n=$("$STRATA_EXE" dequantize "$B/tiny_nf4_dq_bf16" $W --out /dev/stderr 2>&1 >/dev/null | wc -c)
+check "dequantize --out /dev/stderr: written in place" [ "$n" -eq "$(stat -c %s "$TMP/keep.bak")" ]
+if [ -c /dev/full ]; then
+    "$STRATA_EXE" dequantize "$B/tiny_nf4_dq_bf16" $W --out /dev/full >/dev/null 2>&1; rc=$?
+    check "dequantize --out /dev/full: the write fails" [ $rc -eq 1 ]
+    check "dequantize --out /dev/full: the device is still there" [ -c /dev/full ]
+    [ -e /dev/full ] || [ "$(id -u)" != 0 ] || mknod -m 666 /dev/full c 1 7   # a regression's damage
+fi
 finish
