@@ -6,7 +6,9 @@
  * model is a Granite Switch (generation A, as the published previews: one
  * hiding group of all control tokens, control_dims 32, LoRA on all four
  * groups); without, a plain GraniteForCausalLM. */
+#include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -108,21 +110,61 @@ static void usage(FILE *f)
                "[--rank R] [--layers L] [--seed S] [--shard-size SIZE] [--force] OUT_DIR\n");
 }
 
+/* A whole number in [lo, hi] for option `a`; 0, or -1 after a message. */
+static int number(const char *a, const char *v, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "strata synth: %s '%s': expected a whole number in %lld..%lld\n", a, v,
+                lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* --force: the weight files of an earlier checkpoint in `dir` go first, or a
+ * single model.safetensors would win over new shards (and the reverse). */
+static void remove_weights(const char *dir)
+{
+    static const char *const patterns[] = {"model.safetensors", "model.safetensors.zst",
+                                           "model-*-of-*.safetensors",
+                                           "model-*-of-*.safetensors.zst",
+                                           "model.safetensors.index.json", "shard-*.tmp"};
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[4096];
+    while ((e = readdir(d)))
+        for (size_t i = 0; i < sizeof patterns / sizeof *patterns; i++)
+            if (!fnmatch(patterns[i], e->d_name, 0)) {
+                snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+                unlink(p);
+                break;
+            }
+    closedir(d);
+}
+
 int cmd_synth(int argc, char **argv)
 {
     const char *like = NULL, *out = NULL;
-    int adapters = 0, rank = 16, force = 0;
-    int64_t layers = -1;
-    uint64_t seed = 1, shard_size = 5000000000ull;
+    int force = 0;
+    long long adapters = 0, rank = 16, layers = -1, seed_in = 1;
+    uint64_t shard_size = 5000000000ull;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--like") && v) { like = v; i++; }
-        else if (!strcmp(a, "--adapters") && v) { adapters = atoi(v); i++; }
-        else if (!strcmp(a, "--rank") && v) { rank = atoi(v); i++; }
-        else if (!strcmp(a, "--layers") && v) { layers = atoll(v); i++; }
-        else if (!strcmp(a, "--seed") && v) { seed = strtoull(v, NULL, 10); i++; }
+        else if (!strcmp(a, "--adapters") && v) { if (number(a, v, 0, 64, &adapters)) return 2; i++; }
+        else if (!strcmp(a, "--rank") && v) { if (number(a, v, 1, 256, &rank)) return 2; i++; }
+        else if (!strcmp(a, "--layers") && v) { if (number(a, v, 1, 1024, &layers)) return 2; i++; }
+        else if (!strcmp(a, "--seed") && v) {
+            if (number(a, v, 0, INT64_MAX, &seed_in)) return 2;
+            i++;
+        }
         else if (!strcmp(a, "--shard-size") && v) {
             if (cli_parse_size(v, &shard_size) || !shard_size) { usage(stderr); return 2; }
             i++;
@@ -133,7 +175,13 @@ int cmd_synth(int argc, char **argv)
     const shape_preset *p = NULL;
     for (size_t i = 0; like && i < sizeof presets / sizeof *presets; i++)
         if (!strcmp(like, presets[i].name)) p = &presets[i];
-    if (!p || !out || adapters < 0 || adapters > 64 || rank < 1 || rank > 256) {
+    const uint64_t seed = (uint64_t)seed_in;
+    if (layers > 0 && adapters && layers > 1023) {    /* + the switch's cache slot: 1024 */
+        fprintf(stderr, "strata synth: --layers %lld: at most 1023 with adapters (config.json "
+                "counts the switch's cache slot, up to 1024)\n", layers);
+        return 2;
+    }
+    if (!p || !out) {
         if (like && !p) fprintf(stderr, "strata synth: unknown --like '%s'\n", like);
         usage(stderr);
         return 2;
@@ -147,6 +195,7 @@ int cmd_synth(int argc, char **argv)
         fprintf(stderr, "strata synth: %s: %s\n", out, strerror(errno));
         return 1;
     }
+    if (force) remove_weights(out);
     int64_t L = layers > 0 ? layers : p->layers, H = p->hidden, hd = p->hidden / p->heads;
     int64_t qd = p->heads * hd, kvd = p->kv_heads * hd, I = p->mlp, V = p->vocab + adapters;
     float wstd = 0.02f, lstd = 0.01f;
@@ -234,8 +283,9 @@ int cmd_synth(int argc, char **argv)
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", out);
         json_t *ix = json_pack("{s:{s:I},s:o}", "metadata", "total_size", (json_int_t)s.total,
                                "weight_map", wm);
-        json_dump_file(ix, path, JSON_INDENT(2) | JSON_SORT_KEYS);
+        int bad = !ix || json_dump_file(ix, path, JSON_INDENT(2) | JSON_SORT_KEYS);
         json_decref(ix);
+        if (bad) { sr_fail(&err, "%s: cannot write", path); goto fail; }
     } else {
         json_decref(wm);
     }

@@ -52,6 +52,27 @@ check "--threads 0 refused" [ $rc -eq 2 ]
 # (--prefetch 0: one slot fits) or run on the CPU.
 "$STRATA_EXE" synth --like tiny --force "$TMP/tiny" >/dev/null 2>&1
 check "synth tiny model" [ -f "$TMP/tiny/config.json" ]
+# --force over an earlier checkpoint: its weight files go, so the new ones are
+# what loads (an old model.safetensors once won over new shards)
+"$STRATA_EXE" synth --like tiny --force --seed 7 --shard-size 100KB "$TMP/tiny" >/dev/null 2>&1
+check "synth --force: only the new shards" [ ! -e "$TMP/tiny/model.safetensors" ] && \
+    [ -e "$TMP/tiny/model.safetensors.index.json" ]
+"$STRATA_EXE" synth --like tiny --seed 7 --shard-size 100KB "$TMP/fresh7" >/dev/null 2>&1
+"$STRATA_EXE" logits -m "$TMP/tiny" --tokens 1,2 --out "$TMP/a.bin" >/dev/null 2>&1
+"$STRATA_EXE" logits -m "$TMP/fresh7" --tokens 1,2 --out "$TMP/b.bin" >/dev/null 2>&1
+check "synth --force: the new weights load" cmp -s "$TMP/a.bin" "$TMP/b.bin"
+"$STRATA_EXE" synth --like tiny --force "$TMP/tiny" >/dev/null 2>&1
+check "synth --force back to one file: no shards left" [ ! -e "$TMP/tiny/model.safetensors.index.json" ]
+for bad in "--adapters abc" "--adapters 3x" "--rank 4abc" "--layers 0" "--layers -4" \
+           "--seed foo" "--layers 2000" "--adapters 1 --layers 1024"; do
+    # shellcheck disable=SC2086  # the options are split on purpose
+    "$STRATA_EXE" synth --like tiny $bad "$TMP/never" >/dev/null 2>&1
+    check "synth $bad: refused" [ $? -eq 2 ] && [ ! -e "$TMP/never" ]
+done
+mkdir -p "$TMP/noidx/model.safetensors.index.json"     # the index cannot be written
+"$STRATA_EXE" synth --like tiny --force --shard-size 100KB "$TMP/noidx" >/dev/null 2>&1
+check "synth: an index that cannot be written fails" [ $? -ne 0 ]
+
 # Many tensors in one shard: the header reservation grows with the layer count
 # (a fixed 64 KiB overflowed at 70 dense layers).
 for a in 0 3; do
