@@ -57,10 +57,11 @@ int cmd_quantize(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *type = NULL;
     sr_bnb4_options o = sr_bnb4_defaults();
+    const char *four_bit_only = NULL;   /* the last option LLM.int8 has no use for */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--double-quant")) { o.double_quant = 1; continue; }
+        if (!strcmp(a, "--double-quant")) { o.double_quant = 1; four_bit_only = a; continue; }
         if (!strcmp(a, "--type") || !strcmp(a, "--blocksize") || !strcmp(a, "--rules") ||
             !strcmp(a, "--storage")) {
             if (++i == argc) {
@@ -69,6 +70,7 @@ int cmd_quantize(int argc, char **argv)
             }
             const char *v = argv[i];
             char *end;
+            if (strcmp(a, "--type")) four_bit_only = a;
             if (!strcmp(a, "--type")) {
                 type = v;
             } else if (!strcmp(a, "--blocksize")) {
@@ -104,8 +106,8 @@ int cmd_quantize(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (int8 && o.double_quant) {
-        fprintf(stderr, "strata quantize: --double-quant applies to nf4/fp4 only\n");
+    if (int8 && four_bit_only) {
+        fprintf(stderr, "strata quantize: %s applies to nf4/fp4 only\n", four_bit_only);
         return 2;
     }
 

@@ -131,6 +131,14 @@ assert t["c.SCB"][0] == "F32" and t["c.SCB"][2] == g.arr("int8/w_16x64/SCB")
 assert t["c.weight_format"][:2] == ("U8", []) and t["c.weight_format"][2] == b"\0"
 assert t["odd"][0] == "F32"
 PY
+# options of the 4-bit formats are refused with int8, not ignored
+for o in "--double-quant" "--blocksize 4096" "--storage float64" "--rules cpu"; do
+    # shellcheck disable=SC2086  # the option and its value are split on purpose
+    "$STRATA_EXE" quantize "$TMP/in.safetensors" "$TMP/never.safetensors" --type int8 $o \
+        >/dev/null 2>"$TMP/err"; rc=$?
+    check "quantize int8 $o: refused" [ $rc -eq 2 ] && contains "$TMP/err" "${o%% *} applies to nf4/fp4 only"
+done
+check "quantize int8 refusals: no output" [ ! -e "$TMP/never.safetensors" ]
 "$STRATA_EXE" dequantize "$TMP/int8.safetensors" c.weight --out "$TMP/c.f32" >/dev/null; rc=$?
 check "int8 dequantize exact" python3 - "$TMP/c.f32" <<'PY'
 import sys, g
