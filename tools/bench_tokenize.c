@@ -248,15 +248,22 @@ int bench_tokenize(int argc, char **argv)
     double mb = 20;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--size") && i + 1 < argc) mb = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--size") && i + 1 < argc) {
+            char *end;
+            mb = strtod(argv[++i], &end);
+            if (*end || end == argv[i]) mb = -1;     /* refused below */
+        }
         else if (!strcmp(argv[i], "--json")) json = 1;
         else {
-            fprintf(stderr, "usage: strata bench tokenize [--tokenizer FILE[.zst]] [--size MB] [--json]\n");
-            return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
+            const int help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+            fprintf(help ? stdout : stderr,
+                    "usage: strata bench tokenize [--tokenizer FILE[.zst]] [--size MB] [--json]\n");
+            return help ? 0 : 2;
         }
     }
-    if (mb <= 0 || mb > 4096) {
-        fprintf(stderr, "strata bench tokenize: --size: expected 0 < MB <= 4096\n");
+    if (!(mb * 1e6 >= 1) || mb > 4096) {    /* at least a byte of text */
+        fprintf(stderr, "strata bench tokenize: --size: expected a number of MB, 1e-6 to "
+                "4096\n");
         return 2;
     }
     if (!path) path = default_tokenizer(defpath, sizeof defpath);

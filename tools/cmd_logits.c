@@ -47,6 +47,7 @@ int cmd_logits(int argc, char **argv)
 {
     const char *model = NULL, *tokens_s = NULL, *out = NULL, *indices = NULL, *kv_type = NULL;
     long long prefill = -1, ctx = 0;
+    bool ctx_given = false;
     sr_model_opts mo = {.runs_on_cpu = true};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -55,12 +56,13 @@ int cmd_logits(int argc, char **argv)
         if (i + 1 == argc) { usage(stderr); return 2; }
         const char *v = argv[++i];
         char *end = NULL;
+        errno = 0;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--tokens")) tokens_s = v;
         else if (!strcmp(a, "--out") || !strcmp(a, "-o")) out = v;
         else if (!strcmp(a, "--indices")) indices = v;
         else if (!strcmp(a, "--prefill")) prefill = strtoll(v, &end, 10);
-        else if (!strcmp(a, "--ctx")) ctx = strtoll(v, &end, 10);
+        else if (!strcmp(a, "--ctx")) ctx = strtoll(v, &end, 10), ctx_given = true;
         else if (!strcmp(a, "--kv-type")) {
             if (cli_check_kv_type("strata logits", v)) return 2;
             kv_type = v;
@@ -69,8 +71,8 @@ int cmd_logits(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        if (end && (*end || end == v)) {
-            fprintf(stderr, "strata logits: %s: '%s' is not a number\n", a, v);
+        if (end && (*end || end == v || errno == ERANGE)) {
+            fprintf(stderr, "strata logits: %s: '%s' is not a number in range\n", a, v);
             return 2;
         }
     }
@@ -93,7 +95,7 @@ int cmd_logits(int argc, char **argv)
         fprintf(stderr, "strata logits: --prefill %lld is not in 1..%lld\n", prefill, (long long)T);
         goto done;
     }
-    if (ctx < 0) {
+    if (ctx_given && ctx <= 0) {
         fprintf(stderr, "strata logits: --ctx %lld must be positive\n", ctx);
         goto done;
     }

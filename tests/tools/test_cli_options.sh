@@ -112,6 +112,17 @@ for ids in '1,,2' '1,2,' ','; do
     check "run --tokens '$ids': refused" [ $? -eq 2 ]
 done
 
+# logits: --ctx must be positive, numbers past their type are refused
+for a in "--ctx 0" "--ctx 99999999999999999999" "--prefill 99999999999999999999999"; do
+    # shellcheck disable=SC2086  # the option and its value are split on purpose
+    "$STRATA_EXE" logits -m "$M" --tokens 1,2,3 --out "$TMP/never.bin" $a >/dev/null 2>&1
+    check "logits $a: refused" [ $? -ne 0 ] && [ ! -e "$TMP/never.bin" ]
+done
+for sz in 5abc 0.0000001; do
+    "$STRATA_EXE" bench tokenize --size $sz >/dev/null 2>&1
+    check "bench tokenize --size $sz: refused" [ $? -eq 2 ]
+done
+
 # sizes that are not numbers
 for sz in nan inf -1MB; do
     check "convert --shard-size $sz: refused" refuses "bad --shard-size" convert "$M" \
