@@ -77,6 +77,10 @@ int cmd_logits(int argc, char **argv)
         }
     }
     if (!model || !tokens_s || !out) { usage(stderr); return 2; }
+    if (indices && !strcmp(indices, out)) {
+        fprintf(stderr, "strata logits: --out and --indices name the same file '%s'\n", out);
+        return 2;
+    }
 
     int32_t *tok = NULL;
     int64_t T = parse_token_list("logits", tokens_s, &tok);

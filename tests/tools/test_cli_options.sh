@@ -118,6 +118,8 @@ for a in "--ctx 0" "--ctx 99999999999999999999" "--prefill 999999999999999999999
     "$STRATA_EXE" logits -m "$M" --tokens 1,2,3 --out "$TMP/never.bin" $a >/dev/null 2>&1
     check "logits $a: refused" [ $? -ne 0 ] && [ ! -e "$TMP/never.bin" ]
 done
+check "logits: --out and --indices the same file: refused" refuses "name the same file" \
+    logits -m "$M" --tokens 1,2 --out "$TMP/same.bin" --indices "$TMP/same.bin"
 for sz in 5abc 0.0000001; do
     "$STRATA_EXE" bench tokenize --size $sz >/dev/null 2>&1
     check "bench tokenize --size $sz: refused" [ $? -eq 2 ]
