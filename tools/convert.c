@@ -296,7 +296,10 @@ static int write_config(const convert_opts *o, json_t *cfg, sr_dtype model_dtype
             json_array_append_new(skip, json_string("lm_head"));
             size_t n = json_array_size(skipped_modules);
             const char **names = sr_malloc((n ? n : 1) * sizeof *names);
-            if (!names) return sr_fail(err, "%s: out of memory", path);
+            if (!names) {
+                json_decref(skip);
+                return sr_fail(err, "%s: out of memory", path);
+            }
             for (size_t i = 0; i < n; i++)
                 names[i] = json_string_value(json_array_get(skipped_modules, i));
             qsort(names, n, sizeof *names, cmp_cstr);
