@@ -20,6 +20,7 @@
 #include "runtime/catalog.h"
 #include "runtime/checkpoint.h"
 #include "runtime/config.h"
+#include "runtime/log.h"
 #include "tools/bandwidth.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
@@ -441,6 +442,10 @@ int cmd_plan(int argc, char **argv)
                       : c.cfg.max_position_embeddings < DEFAULT_CTX_CAP ? c.cfg.max_position_embeddings
                                                                         : DEFAULT_CTX_CAP;
     shape.chunk = shape.ctx < PREFILL_CHUNK ? (int)shape.ctx : PREFILL_CHUNK;
+    if (c.cfg.max_position_embeddings > 0 && shape.ctx > c.cfg.max_position_embeddings)
+        sr_warn("context of %lld positions exceeds max_position_embeddings %lld of %s (as "
+                "strata run would warn)", (long long)shape.ctx,
+                (long long)c.cfg.max_position_embeddings, cfgpath);
     if (sr_units_from_catalog(&c.cat, &c.cfg, &shape, &c.ul, &err)) return fail(&c, &err);
 
     sr_device_set set;

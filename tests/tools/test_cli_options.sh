@@ -120,6 +120,9 @@ for a in "--ctx 0" "--ctx 99999999999999999999" "--prefill 999999999999999999999
 done
 check "logits: --out and --indices the same file: refused" refuses "name the same file" \
     logits -m "$M" --tokens 1,2 --out "$TMP/same.bin" --indices "$TMP/same.bin"
+"$STRATA_EXE" plan -m "$M" --ctx 999999 >/dev/null 2>"$TMP/err"
+check "plan --ctx past max_position_embeddings: warned" contains "$TMP/err" \
+    "exceeds max_position_embeddings 512"
 for sz in 5abc 0.0000001; do
     "$STRATA_EXE" bench tokenize --size $sz >/dev/null 2>&1
     check "bench tokenize --size $sz: refused" [ $? -eq 2 ]
