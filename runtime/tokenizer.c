@@ -216,37 +216,40 @@ int sr_detokenize(const sr_tokenizer *tok, const int32_t *ids, size_t n, int ski
         }
     }
     raw[k] = 0;
-    const unsigned char *u = (const unsigned char *)raw;
-    size_t valid = tok_utf8_valid_prefix(u, k);
-    if (valid == k) {
+    if (tok_utf8_valid_prefix((const unsigned char *)raw, k) == k) {
         *text = raw;
         if (len) *len = k;
         return 0;
     }
-    /* ill-formed UTF-8: one U+FFFD per maximal ill-formed subsequence, as
-     * Rust's String::from_utf8_lossy */
-    char *out = sr_malloc(3 * k + 1);
-    if (!out) {
-        sr_free(raw);
-        return sr_fail(err, "tokenizer %s: out of memory decoding %zu ids", tok->name, n);
-    }
-    size_t o = 0, i = 0;
-    while (i < k) {
-        size_t v = tok_utf8_valid_prefix(u + i, k - i);
-        memcpy(out + o, u + i, v);
-        o += v;
-        i += v;
-        if (i < k) {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i += tok_utf8_invalid_len(u + i, k - i);
-        }
-    }
-    out[o] = 0;
+    size_t o;
+    char *out = sr_utf8_lossy(raw, k, &o);
     sr_free(raw);
+    if (!out) return sr_fail(err, "tokenizer %s: out of memory decoding %zu ids", tok->name, n);
     *text = out;
     if (len) *len = o;
     return 0;
+}
+
+char *sr_utf8_lossy(const char *s, size_t n, size_t *len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    char *out = sr_malloc(3 * n + 1);   /* U+FFFD takes 3 bytes */
+    if (!out) return NULL;
+    size_t o = 0, i = 0;
+    while (i < n) {
+        size_t v = tok_utf8_valid_prefix(u + i, n - i);
+        memcpy(out + o, u + i, v);
+        o += v;
+        i += v;
+        if (i < n) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i += tok_utf8_invalid_len(u + i, n - i);
+        }
+    }
+    out[o] = 0;
+    if (len) *len = o;
+    return out;
 }
 
 /* ---- queries ------------------------------------------------------------------------ */

@@ -71,6 +71,12 @@ int sr_tokenize(const sr_tokenizer *tok, const char *text, size_t len, unsigned 
 /* Decodes ids to UTF-8 text (NUL-terminated, *len bytes without the NUL;
  * caller frees with sr_free).  Ids outside the vocabulary are skipped, as
  * are special tokens when skip_special is non-zero. */
+/* s[0..n) as valid UTF-8: one U+FFFD per maximal ill-formed subsequence, as
+ * Rust's String::from_utf8_lossy (what sr_detokenize applies).  A new
+ * NUL-terminated string (sr_free) of *len bytes (len may be NULL); NULL when
+ * out of memory. */
+char *sr_utf8_lossy(const char *s, size_t n, size_t *len);
+
 int sr_detokenize(const sr_tokenizer *tok, const int32_t *ids, size_t n, int skip_special,
                   char **text, size_t *len, sr_error *err);
 

@@ -48,6 +48,7 @@
 #include "runtime/alloc.h"
 #include "runtime/forward.h"
 #include "runtime/model.h"
+#include "runtime/tokenizer.h"
 #include "tools/bandwidth.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
@@ -634,7 +635,8 @@ int bench_run(int argc, char **argv)
     const char *fmt = sr_wformat_name(m->layers[0].mlp_in.w[0].fmt);
 
     if (o.json) {
-        char *umodel = cli_utf8_lossy(o.model);   /* a path need not be UTF-8; JSON must */
+        /* a path need not be UTF-8; JSON must */
+        char *umodel = sr_utf8_lossy(o.model, strlen(o.model), NULL);
         json_t *j = json_pack(
             "{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, "
             "s:f, "

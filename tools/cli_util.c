@@ -10,6 +10,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/kv_cache.h"
+#include "runtime/tokenizer.h"
 
 int cli_parse_size(const char *s, uint64_t *out)
 {
@@ -72,44 +73,18 @@ const char *cli_fmt_bytes(uint64_t n, char *buf, size_t len)
     return buf;
 }
 
-/* Length of the well-formed UTF-8 sequence at p (1..4), or 0. */
-static int utf8_len(const unsigned char *p)
-{
-    if (p[0] < 0x80) return 1;
-    int n = p[0] >= 0xC2 && p[0] <= 0xDF ? 2 : p[0] >= 0xE0 && p[0] <= 0xEF ? 3
-          : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : 0;
-    for (int i = 1; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80) return 0;
-    if (n == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] > 0x9F))) return 0;
-    if (n == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] > 0x8F))) return 0;
-    return n;
-}
-
 void cli_json_str(FILE *f, const char *s)
 {
+    char *u = sr_utf8_lossy(s, strlen(s), NULL);    /* a path can hold any bytes */
+    const char *t = u ? u : "";
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int n = utf8_len(p);
+    for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
         if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
         else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else if (n) fwrite(p, 1, (size_t)n, f);
-        else fputs("\\ufffd", f);
-        p += n ? n : 1;
+        else fputc(*p, f);
     }
     fputc('"', f);
-}
-
-char *cli_utf8_lossy(const char *s)
-{
-    char *out = sr_malloc(3 * strlen(s) + 1), *o = out;   /* U+FFFD: 3 bytes per byte */
-    if (!out) return NULL;
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int n = utf8_len(p);
-        if (n) memcpy(o, p, (size_t)n), o += n, p += n;
-        else memcpy(o, "\xef\xbf\xbd", 3), o += 3, p++;
-    }
-    *o = 0;
-    return out;
+    sr_free(u);
 }
 
 FILE *cli_out_open(cli_out *o, const char *cmd, const char *path)

@@ -13,11 +13,10 @@ int64_t cli_parse_int_list(const char *s, int64_t **out);
 /* Human-readable bytes ("1.50 GiB") into buf. */
 const char *cli_fmt_bytes(uint64_t n, char *buf, size_t len);
 /* Writes s as a JSON string literal (with quotes) to f; bytes that are not
- * UTF-8 (a path can hold any) become U+FFFD, so the output stays JSON. */
+ * UTF-8 (a path can hold any) become U+FFFD (sr_utf8_lossy), so the output
+ * stays JSON.  Values for jansson, which refuses such strings, go through
+ * sr_utf8_lossy (runtime/tokenizer.h) first. */
 void cli_json_str(FILE *f, const char *s);
-/* s as valid UTF-8 (the same rule), newly allocated (sr_free); NULL on OOM.
- * For values given to jansson, whose json_string refuses anything else. */
-char *cli_utf8_lossy(const char *s);
 
 /* An output file that appears whole or not at all: written to PATH.tmp and
  * renamed over PATH by cli_out_commit; on failure cli_out_discard removes

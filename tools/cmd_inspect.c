@@ -10,6 +10,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/config.h"
 #include "runtime/devices.h"
+#include "runtime/tokenizer.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
 
@@ -110,7 +111,8 @@ static int report(const char *path, const sr_checkpoint *ck, const sr_config *cf
 
     if (json) {
         json_t *o = json_object();
-        char *upath = cli_utf8_lossy(path);     /* a path need not be UTF-8; JSON must */
+        /* a path need not be UTF-8; JSON must */
+        char *upath = sr_utf8_lossy(path, strlen(path), NULL);
         json_object_set_new(o, "path", json_string(upath ? upath : ""));
         sr_free(upath);
         json_object_set_new(o, "model_type", json_string(cfg->model_type));

@@ -21,6 +21,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/config.h"
 #include "runtime/log.h"
+#include "runtime/tokenizer.h"
 #include "tools/bandwidth.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
@@ -348,7 +349,8 @@ static void print_json(const opts *o, const ctx *c, const sr_run_shape *shape,
 {
     const sr_plan *p = &c->plan;
     json_t *root = json_object();
-    char *umodel = cli_utf8_lossy(o->model);   /* a path need not be UTF-8; JSON must */
+    /* a path need not be UTF-8; JSON must */
+    char *umodel = sr_utf8_lossy(o->model, strlen(o->model), NULL);
     json_object_set_new(root, "model", json_string(umodel ? umodel : ""));
     sr_free(umodel);
     json_object_set_new(root, "strategy", json_string(sr_strategy_name(p->strategy)));
