@@ -43,6 +43,19 @@ double bw_probe_pass(bw_probe *p);           /* one pass: GB/s */
 double bw_probe_read(bw_probe *p, uint64_t bytes);
 void bw_probe_close(bw_probe *p);
 
+/* A plain read of memory the caller owns: regions (e.g. a model's weights
+ * in the order a decode step reads them), each split between `threads`
+ * OpenMP threads, the threads going through the regions without waiting
+ * for each other.  Returns GB/s of the bytes read; *checksum gets their sum.
+ * On a VM the rate of the same code can depend on which buffer it reads
+ * (BENCHMARKS.md, "Decode, tenth pass"): this is the rate of these bytes,
+ * next to the probe's rate of its own buffer. */
+typedef struct bw_region {
+    const void *p;
+    uint64_t bytes;
+} bw_region;
+double bw_read_regions(const bw_region *r, size_t n, int threads, uint64_t *checksum);
+
 /* Quantile q (0..1, nearest rank) of n ratios of kernel rate to the probe
  * read just before each kernel call ("paired"): sorts v in place; 0 if
  * n == 0. */

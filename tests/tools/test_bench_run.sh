@@ -13,6 +13,7 @@ check "prefill line" grep -qE '^prefill +12 tokens: [0-9.]+ tok/s \(f32\)' "$TMP
 check "decode line" grep -qE '^decode +5 steps: [0-9.]+ tok/s' "$TMP/out"
 check "ceiling line" grep -qE '^ceiling +[0-9.]+ tok/s; decode at [0-9.]+%' "$TMP/out"
 check "paired line" grep -qE '^paired +each step against the probe pass right before it: median [0-9.]+% \(quartiles [0-9.]+-[0-9.]+%\)' "$TMP/out"
+check "own-read line" grep -qE '^own read +each step against a plain read of its weight bytes right before it \(best [0-9.]+ GB/s\): median [0-9.]+% \(quartiles [0-9.]+-[0-9.]+%\)' "$TMP/out"
 check "stderr empty" [ ! -s "$TMP/err" ]
 
 "$STRATA_EXE" bench run --model "$D/switch-3a" --prompt 20 --gen 4 --json >"$TMP/json" 2>"$TMP/err"
@@ -26,6 +27,8 @@ for k in ["prefill_tok_s", "decode_tok_s", "ttft_s", "bandwidth_gbps", "ceiling_
           "paired_ratio_q1", "paired_ratio_median", "paired_ratio_q3"]:
     assert j[k] > 0, (k, j[k])
 assert j["paired_ratio_q1"] <= j["paired_ratio_median"] <= j["paired_ratio_q3"]
+assert j["own_read_gbps"] > 0 and j["own_read_ratio_q1"] > 0, j
+assert j["own_read_ratio_q1"] <= j["own_read_ratio_median"] <= j["own_read_ratio_q3"]
 assert j["prompt"] == 20 and j["gen"] == 4 and j["runs"] == 1
 assert j["weight_format"] == "f32" and j["prefill_mode"] in ("f32", "bf16", "int8")
 assert j["kernels"] in ("exact", "int8")
@@ -128,6 +131,8 @@ check "placed text: no overlap on sim" contains "$TMP/out" "synchronous copies: 
     >"$TMP/out" 2>"$TMP/err"
 check "--devices cpu: the CPU path" python3 -c \
     'import json, sys; assert "placement" not in json.load(open(sys.argv[1]))' "$TMP/out"
+check "placed: no plain read of the weights (they live on the tiers)" python3 -c \
+    'import json, sys; assert "own_read_gbps" not in json.load(open(sys.argv[1]))' "$TMP/place.json"
 
 # bad placement values: refused, naming the flag
 refused() {     # NAME EXIT FLAG ARGS...
