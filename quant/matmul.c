@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/decode_bf16dot.h"
 #include "quant/gemm_bf16.h"
 #include "quant/matmul_kernels.h"
 #include "runtime/alloc.h"
@@ -340,10 +341,15 @@ void sr_matmul(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, floa
                int64_t ldy)
 {
     sr_isa isa = sr_isa_detect();
-    /* Opt-in int8 kernels (quant/matmul_vnni.c); -1: not for this call. */
-    if (isa == SR_ISA_AVX512 && sr_matmul_get_mode() == SR_MATMUL_INT8 &&
-        !sr_matmul_int8(w, x, n, ldx, y, ldy))
-        return;
+    /* Opt-in int8 kernels (quant/matmul_vnni.c), and with them bf16 weights
+     * against bf16-rounded x at decode (quant/decode_bf16dot.h: the LM
+     * head); -1: not for this call. */
+    if (isa == SR_ISA_AVX512 && sr_matmul_get_mode() == SR_MATMUL_INT8) {
+        if (!sr_matmul_int8(w, x, n, ldx, y, ldy)) return;
+        if (w->fmt == SR_W_BF16 && n == 1 &&
+            !sr_bf16dot_decode(w->data, w->rows, w->cols, x, y))
+            return;
+    }
     if (n <= 8) sr_matmul_decode(w, x, n, ldx, y, ldy, isa);
     else sr_matmul_prefill(w, x, n, ldx, y, ldy, isa);
 }
