@@ -22,7 +22,10 @@
  * bandwidth probe read of the same size, an sgemm on the same shape): other
  * load on the machine only makes numbers worse, never better, and it
  * drifts, so a kernel is compared with what its reference achieved under
- * the same load. */
+ * the same load.  Each decode row also gives the kernel's rate on each copy
+ * against a plain read of that copy's own bytes (`own`): on a VM the
+ * probe's buffer can read faster than the matrices' memory does
+ * (BENCHMARKS.md, quant section, "Decode, tenth pass"). */
 #include <cblas.h>
 #include <jansson.h>
 #include <math.h>
@@ -39,6 +42,7 @@
 #include "runtime/alloc.h"
 #include "runtime/dtype.h"
 #include "tools/bandwidth.h"
+#include "tools/weight_regions.h"
 #include "tools/commands.h"
 
 typedef struct bench_format {
@@ -198,7 +202,31 @@ typedef struct decode_ctx {
     double *paired; /* each call's GB/s over its probe read's (read bytes) */
     int npaired, cap;
     uint64_t read_bytes;
+    /* Per copy: the kernel's GB/s (read bytes) over its calls and a plain
+     * read's GB/s of the same copy's bytes (tools/weight_regions.h), taken
+     * half a round after its call so the copy comes from DRAM:
+     * OWN_CAP values each, copy-major. */
+    double *own_kernel, *own_plain;
+    int *n_own_kernel, *n_own_plain;
 } decode_ctx;
+
+enum { OWN_CAP = 1024 };
+
+/* A plain read of copy c's kernel bytes: GB/s. */
+static double plain_read(const decode_ctx *c, int copy)
+{
+    bw_region r[SR_WEIGHT_REGIONS_MAX];
+    const int n = sr_weight_regions(&c->copies[copy].w, c->int8, r);
+    uint64_t sum;
+    const double g = bw_read_regions(r, (size_t)n, c->probe->threads, &sum);
+    c->probe->checksum += sum;
+    return g;
+}
+
+static void own_add(double *v, int *n, int copy, double g)
+{
+    if (n[copy] < OWN_CAP) v[(size_t)copy * OWN_CAP + (size_t)n[copy]++] = g;
+}
 
 static void run_decode_round(decode_ctx *c)
 {
@@ -212,7 +240,27 @@ static void run_decode_round(decode_ctx *c)
         double dt = now_s() - t0;
         if (dt < c->best_call) c->best_call = dt;
         if (c->npaired < c->cap) c->paired[c->npaired++] = (double)c->read_bytes / dt * 1e-9 / g;
+        if (c->ncopies >= 2) { /* the copy half a round away: out of cache since its call */
+            const int j = (i + c->ncopies / 2) % c->ncopies;
+            own_add(c->own_kernel, c->n_own_kernel, i, (double)c->read_bytes / dt * 1e-9);
+            own_add(c->own_plain, c->n_own_plain, j, plain_read(c, j));
+        }
     }
+}
+
+/* The median over the copies of (median kernel GB/s / median plain-read
+ * GB/s) of each copy; 0 if there are none. */
+static double own_ratio(decode_ctx *c)
+{
+    double r[64];
+    int n = 0;
+    for (int k = 0; k < c->ncopies && n < 64; k++) {
+        double *kv = c->own_kernel + (size_t)k * OWN_CAP, *pv = c->own_plain + (size_t)k * OWN_CAP;
+        const double pm = bw_paired_quantile(pv, (size_t)c->n_own_plain[k], 0.5);
+        if (c->n_own_kernel[k] && pm > 0)
+            r[n++] = bw_paired_quantile(kv, (size_t)c->n_own_kernel[k], 0.5) / pm;
+    }
+    return bw_paired_quantile(r, (size_t)n, 0.5);
 }
 
 typedef struct prefill_ctx {
@@ -350,18 +398,27 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
         const uint64_t read = tiles ? sr_qtile_bytes(&copies[0].w) : bytes;
         enum { PAIRED_CAP = 1 << 14 };
         double *paired = sr_malloc_aligned(PAIRED_CAP * sizeof(double));
-        if (!paired) {
+        double *own = sr_calloc(2 * (size_t)ncopies * OWN_CAP, sizeof(double));
+        int *n_own = sr_calloc(2 * (size_t)ncopies, sizeof(int));
+        if (!paired || !own || !n_own) {
+            sr_free_aligned(paired);
+            sr_free(own);
+            sr_free(n_own);
             free_copies(copies, ncopies);
             sr_free(copies);
             rc = oom("paired");
             break;
         }
-        decode_ctx ctx = {copies, ncopies, x, y, isa, int8, &probe->probe, 1e30, 0,
-                          paired, 0, PAIRED_CAP, read};
+        decode_ctx ctx = {.copies = copies, .ncopies = ncopies, .x = x, .y = y, .isa = isa,
+                          .int8 = int8, .probe = &probe->probe, .best_call = 1e30,
+                          .paired = paired, .cap = PAIRED_CAP, .read_bytes = read,
+                          .own_kernel = own, .own_plain = own + (size_t)ncopies * OWN_CAP,
+                          .n_own_kernel = n_own, .n_own_plain = n_own + ncopies};
         run_decode_round(&ctx); /* warm-up */
         ctx.best_call = 1e30;
         ctx.best_probe_gbps = 0;
         ctx.npaired = 0;
+        memset(n_own, 0, 2 * (size_t)ncopies * sizeof *n_own);
         double start = now_s();
         for (int r = 0; r < (o->quick ? 2 : 8) || (!o->quick && now_s() - start < 1.0); r++)
             run_decode_round(&ctx);
@@ -372,18 +429,23 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
          * (BENCHMARKS.md); the median of the calls each against the probe
          * read just before it does not */
         const double paired_med = bw_paired_quantile(paired, (size_t)ctx.npaired, 0.5);
+        const double own_med = own_ratio(&ctx);
         sr_free_aligned(paired);
+        sr_free(own);
+        sr_free(n_own);
         char label[32];
         snprintf(label, sizeof label, "%s%s", formats[f].label, tiles ? " tiles" : "");
         json_array_append_new(
-            out, json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f}",
+            out, json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f,"
+                           " s:f}",
                            "format", label, "mode", int8 ? "int8" : "exact", "rows",
                            (json_int_t)rows, "cols", (json_int_t)cols, "n", 1, "bytes",
                            (json_int_t)bytes, "read_bytes", (json_int_t)read, "copies",
                            ncopies, "us_per_call", t * 1e6, "weight_gbps", gbps,
                            "bandwidth_gbps", bw, "ratio_to_bandwidth", gbps / bw,
                            "read_ratio_to_bandwidth", (double)read / t * 1e-9 / bw,
-                           "paired_read_ratio_median", paired_med));
+                           "paired_read_ratio_median", paired_med, "own_read_ratio_median",
+                           own_med));
         free_copies(copies, ncopies);
         sr_free(copies);
     }
@@ -507,14 +569,14 @@ static void print_decode_rows(const json_t *rows)
 {
     size_t i;
     json_t *r;
-    printf("%-9s %11s %9s %7s %10s %8s %8s %8s %8s %8s\n", "format", "rows x cols", "MiB",
-           "copies", "us/call", "GB/s", "bw", "% of bw", "read %", "paired");
+    printf("%-9s %11s %9s %7s %10s %8s %8s %8s %8s %8s %8s\n", "format", "rows x cols", "MiB",
+           "copies", "us/call", "GB/s", "bw", "% of bw", "read %", "paired", "own");
     json_array_foreach(rows, i, r) {
         char shape[32];
         snprintf(shape, sizeof shape, "%lldx%lld",
                  (long long)json_integer_value(json_object_get(r, "rows")),
                  (long long)json_integer_value(json_object_get(r, "cols")));
-        printf("%-9s %11s %9.2f %7lld %10.1f %8.2f %8.2f %7.1f%% %7.1f%% %7.1f%%\n",
+        printf("%-9s %11s %9.2f %7lld %10.1f %8.2f %8.2f %7.1f%% %7.1f%% %7.1f%% %7.1f%%\n",
                json_string_value(json_object_get(r, "format")), shape,
                (double)json_integer_value(json_object_get(r, "bytes")) / (1 << 20),
                (long long)json_integer_value(json_object_get(r, "copies")),
@@ -523,7 +585,8 @@ static void print_decode_rows(const json_t *rows)
                json_real_value(json_object_get(r, "bandwidth_gbps")),
                100 * json_real_value(json_object_get(r, "ratio_to_bandwidth")),
                100 * json_real_value(json_object_get(r, "read_ratio_to_bandwidth")),
-               100 * json_real_value(json_object_get(r, "paired_read_ratio_median")));
+               100 * json_real_value(json_object_get(r, "paired_read_ratio_median")),
+               100 * json_real_value(json_object_get(r, "own_read_ratio_median")));
     }
 }
 
@@ -580,7 +643,8 @@ static void print_tables(const json_t *j)
            "bw = probe reads of the same size interleaved with the calls of that row;\n"
            "read %% = the bytes the kernel reads instead (fewer for tiles: f16 scales);\n"
            "paired = median over the calls of read bytes / time against the probe read\n"
-           "just before each call\n");
+           "just before each call; own = the kernel's median rate on each copy against a\n"
+           "plain read of that copy's bytes (median over the copies)\n");
     print_decode_rows(json_object_get(j, "decode"));
     printf("\nprefill: GFLOP/s against OpenBLAS sgemm on the same shape with f32 weights,\n"
            "sgemm calls interleaved with the rounds of that row%s\n",

@@ -58,6 +58,7 @@
 #include "tools/cli_util.h"
 #include "tools/commands.h"
 #include "tools/placement_args.h"
+#include "tools/weight_regions.h"
 
 typedef struct options {
     const char *model;
@@ -223,39 +224,16 @@ static uint64_t kv_bytes_read(const sr_model *m, int64_t n)
            (uint64_t)n;
 }
 
-/* The bytes of w the kernels read (as matrix_read_bytes counts them), as
- * regions of memory: at most 3. */
-static int matrix_regions(const sr_qmatrix *w, bw_region *r)
-{
-    const bool q4 = w->fmt == SR_W_NF4 || w->fmt == SR_W_FP4;
-    int n = 0;
-    if (w->tiles && sr_matmul_get_mode() == SR_MATMUL_INT8) {
-        const int64_t nt = sr_qtile_count(w);
-        r[n++] = (bw_region){w->tiles, (uint64_t)(nt * sr_qtile_tile_bytes(w))};
-        r[n++] = (bw_region){w->tile_row_scale, (uint64_t)nt * SR_QTILE_ROWS * sizeof(float)};
-        return n;
-    }
-    const uint64_t elems = (uint64_t)w->rows * (uint64_t)w->cols;
-    uint64_t data = elems * (w->fmt == SR_W_F32 ? 4 : w->fmt == SR_W_INT8 ? 1 : 2);
-    if (q4) data = (elems + 1) / 2;
-    r[n++] = (bw_region){w->data, data};
-    if (q4 && w->scales && w->blocksize > 0)
-        r[n++] = (bw_region){w->scales,
-                             (elems + (uint64_t)w->blocksize - 1) / (uint64_t)w->blocksize *
-                                 sizeof(float)};
-    if (w->fmt == SR_W_INT8 && w->scb) r[n++] = (bw_region){w->scb, (uint64_t)w->rows * 4};
-    return n;
-}
-
 /* The weight matrices of a decode step in the order it reads them (each
  * layer's projections, then the head), for a plain read of the same bytes
  * (bw_read_regions).  NULL if out of memory. */
 static bw_region *weight_regions(const sr_model *m, size_t *n)
 {
-    size_t cap = 3, k = 0;
+    const int tiles = sr_matmul_get_mode() == SR_MATMUL_INT8;
+    size_t cap = SR_WEIGHT_REGIONS_MAX, k = 0;
     for (int l = 0; l < m->L; l++) {
         const sr_layer_weights *w = &m->layers[l];
-        cap += 3 * (size_t)(w->qkv.n_parts + w->o.n_parts + w->mlp_in.n_parts +
+        cap += SR_WEIGHT_REGIONS_MAX * (size_t)(w->qkv.n_parts + w->o.n_parts + w->mlp_in.n_parts +
                             w->mlp_out.n_parts);
     }
     bw_region *r = malloc(cap * sizeof *r);
@@ -264,9 +242,10 @@ static bw_region *weight_regions(const sr_model *m, size_t *n)
         const sr_layer_weights *w = &m->layers[l];
         const sr_proj *p[4] = {&w->qkv, &w->o, &w->mlp_in, &w->mlp_out};
         for (int i = 0; i < 4; i++)
-            for (int j = 0; j < p[i]->n_parts; j++) k += (size_t)matrix_regions(&p[i]->w[j], r + k);
+            for (int j = 0; j < p[i]->n_parts; j++)
+                k += (size_t)sr_weight_regions(&p[i]->w[j], tiles, r + k);
     }
-    k += (size_t)matrix_regions(&m->head, r + k);
+    k += (size_t)sr_weight_regions(&m->head, tiles, r + k);
     *n = k;
     return r;
 }

@@ -7,7 +7,8 @@
  *     product, on random shapes with odd sizes, blocks crossing rows,
  *     partial last blocks, odd element counts, n = 1,2,3,8,9,33 and strides
  *     wider than the data;
- *   - fallbacks (allocation failure), ISA capping, and `strata bench quant`.
+ *   - fallbacks (allocation failure), ISA capping, and `strata bench quant` (its JSON,
+ *     the probe-paired and own-read ratios included).
  *
  * Tolerance of a fast path: f32 accumulation in a different order (and for
  * 4-bit the block scale applied to a partial sum instead of to each weight)
@@ -543,6 +544,8 @@ static void test_bench_quant_json(void **state)
         assert_true(json_real_value(json_object_get(row, "weight_gbps")) > 0);
         assert_true(json_real_value(json_object_get(row, "ratio_to_bandwidth")) > 0);
         assert_true(json_real_value(json_object_get(row, "paired_read_ratio_median")) > 0);
+        /* against a plain read of each copy's own bytes (--quick: 2 copies) */
+        assert_true(json_real_value(json_object_get(row, "own_read_ratio_median")) > 0);
     }
     assert_true(json_array_size(pre) >= 14);
     json_array_foreach(pre, i, row) {
@@ -570,6 +573,7 @@ static void test_bench_quant_json(void **state)
             else
                 assert_true(is_tiles ? read > 0 && read < bytes : read == bytes);
             assert_true(json_real_value(json_object_get(row, "read_ratio_to_bandwidth")) > 0);
+            assert_true(json_real_value(json_object_get(row, "own_read_ratio_median")) > 0);
         }
         assert_int_equal(tiled, 2);
     } else {
