@@ -14,8 +14,9 @@
  * input: the rate `strata convert` can reach when its I/O keeps up.
  * int8 (opt-in, STRATA_KERNELS=int8; only on CPUs with AVX-512 VNNI): the
  * same decode and prefill measurements through sr_matmul_int8 for nf4, fp4
- * and int8 weights, reported apart ("int8" in the JSON), and again over
- * their 16-row tiles (quant/qtile.h; rows "nf4 tiles", ...), the
+ * and int8 weights (and bf16 through the LM head's bf16-dot decode,
+ * quant/decode_bf16dot.h, where the CPU has it), reported apart ("int8" in
+ * the JSON), and again over their 16-row tiles (quant/qtile.h; rows "nf4 tiles", ...), the
  * layout a model that runs on the CPU gets under STRATA_KERNELS=int8.
  * Every timing is the best of several rounds after a warm-up, and every
  * kernel call is paired with a call of its reference right before it (a
@@ -35,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "quant/decode_bf16dot.h"
 #include "quant/matmul.h"
 #include "quant/qmatrix.h"
 #include "quant/qtile.h"
@@ -235,7 +237,9 @@ static void run_decode_round(decode_ctx *c)
         double g = bw_probe_read(c->probe, sr_qmatrix_bytes(w));
         if (g > c->best_probe_gbps) c->best_probe_gbps = g;
         double t0 = now_s();
-        if (c->int8) sr_matmul_int8(w, c->x, 1, w->cols, c->y, w->rows);
+        if (c->int8 && w->fmt == SR_W_BF16)
+            sr_bf16dot_decode(w->data, w->rows, w->cols, c->x, c->y);
+        else if (c->int8) sr_matmul_int8(w, c->x, 1, w->cols, c->y, w->rows);
         else sr_matmul_decode(w, c->x, 1, w->cols, c->y, w->rows, c->isa);
         double dt = now_s() - t0;
         if (dt < c->best_call) c->best_call = dt;
@@ -366,7 +370,10 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
     }
     int rc = 0;
     for (size_t f = 0; f < NFORMATS && !rc; f++) {
-        if (int8 && !int8_format(&formats[f])) continue;
+        /* bf16 under the int8 kernels: the LM head's bf16-dot decode */
+        const int bf16dot = int8 && !tiles && formats[f].fmt == SR_W_BF16 &&
+                            sr_bf16dot_available();
+        if (int8 && !int8_format(&formats[f]) && !bf16dot) continue;
         bench_matrix first;
         if (make_matrix(&first, formats[f].fmt, rows, cols)) {
             rc = oom(formats[f].label);
@@ -434,7 +441,8 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
         sr_free(own);
         sr_free(n_own);
         char label[32];
-        snprintf(label, sizeof label, "%s%s", formats[f].label, tiles ? " tiles" : "");
+        snprintf(label, sizeof label, "%s%s", formats[f].label,
+                 tiles ? " tiles" : bf16dot ? " dot" : "");
         json_array_append_new(
             out, json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f,"
                            " s:f}",
