@@ -16,7 +16,7 @@
  * four interleaved partial sums (DAZ/FTZ as vdpbf16ps does them).
  *
  * Rows go one by one, so a thread reads one stream; x as bf16 (2 bytes a
- * column) stays in L1 up to SR_BF16DOT_MAX_COLS. */
+ * column, 8 KiB at SR_BF16DOT_MAX_COLS) stays in L1. */
 #include "quant/decode_bf16dot.h"
 
 #include <stdlib.h>

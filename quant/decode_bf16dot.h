@@ -7,9 +7,11 @@
 
 #include <stdint.h>
 
-/* Widest row the kernel takes: x in bf16 (16 KiB) stays in L1 beside the
- * weight stream. */
-#define SR_BF16DOT_MAX_COLS 8192
+/* Widest row the kernel takes, as for the exact row-by-row kernel: at
+ * 8192 columns (16 KiB of bf16 x) it read 0.55-0.79 of the probe at the
+ * Zen 4 dev VM's fast-memory minutes, where the exact kernel, 8 rows
+ * sharing each x load, read 0.81-1.00 (BENCHMARKS.md). */
+#define SR_BF16DOT_MAX_COLS 4096
 
 /* Does this CPU (and build) have the kernel? */
 int sr_bf16dot_available(void);

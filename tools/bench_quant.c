@@ -372,7 +372,7 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
     for (size_t f = 0; f < NFORMATS && !rc; f++) {
         /* bf16 under the int8 kernels: the LM head's bf16-dot decode */
         const int bf16dot = int8 && !tiles && formats[f].fmt == SR_W_BF16 &&
-                            sr_bf16dot_available();
+                            cols <= SR_BF16DOT_MAX_COLS && sr_bf16dot_available();
         if (int8 && !int8_format(&formats[f]) && !bf16dot) continue;
         bench_matrix first;
         if (make_matrix(&first, formats[f].fmt, rows, cols)) {
