@@ -19,7 +19,6 @@
  * column, 8 KiB at SR_BF16DOT_MAX_COLS) stays in L1. */
 #include "quant/decode_bf16dot.h"
 
-#include <stdlib.h>
 
 #include "runtime/alloc.h"
 #include "runtime/dtype.h"
