@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/bf16_tiles.h"
 #include "quant/decode_bf16dot.h"
 #include "quant/gemm_bf16.h"
 #include "quant/matmul_kernels.h"
@@ -246,6 +247,33 @@ static int64_t tile_rows(int64_t rows, int nt)
 
 int sr_matmul_bf16_available(void) { return sr_gemm_bf16_available() || cblas_sbgemm != NULL; }
 
+/* One slab of a tiled bf16 matrix (quant/bf16_tiles.h): the tiles give
+ * the strip transposed, so the GEMM takes it as Wᵀ untransposed, or for
+ * strata's bf16 GEMM already packed.  The stored bytes are not read. */
+static void prefill_bf16_tiles(const sr_kernels *k, const sr_qmatrix *w, const float *x,
+                               int64_t n, int64_t ldx, float *y, int64_t ldy, int64_t r0,
+                               int64_t nr, int64_t k0, int64_t kk, int own_bf16, int bf16,
+                               const uint16_t *x16, float *tile, uint16_t *tile16, float beta)
+{
+    const int64_t cols = w->cols, ldb = (nr + 15) & ~(int64_t)15;
+    if (own_bf16) {
+        sr_bf16tiles_strip_packed(w, r0, nr, k0, kk, tile16);
+        sr_gemm_bf16(n, nr, kk, x16 + k0, cols, tile16, beta, y + r0, ldy);
+        return;
+    }
+    sr_bf16tiles_strip_f32t(w, r0, nr, k0, kk, tile, ldb);
+    if (bf16) {
+        k->to_bf16(tile, kk * ldb, tile16);
+        cblas_sbgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)n, (blasint)nr,
+                     (blasint)kk, 1.0f, x16 + k0, (blasint)cols, tile16, (blasint)ldb, beta,
+                     y + r0, (blasint)ldy);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)n, (blasint)nr,
+                    (blasint)kk, 1.0f, x + k0, (blasint)ldx, tile, (blasint)ldb, beta, y + r0,
+                    (blasint)ldy);
+    }
+}
+
 /* bf16 != 0: the opt-in path (weights and activations rounded to bf16,
  * sbgemm).  Returns -1 if the buffers cannot be had. */
 static int prefill_tiles(const sr_kernels *k, const sr_qmatrix *w, const float *x, int64_t n,
@@ -277,9 +305,14 @@ static int prefill_tiles(const sr_kernels *k, const sr_qmatrix *w, const float *
         int64_t r0 = t * tr, nr = rows - r0 < tr ? rows - r0 : tr;
         for (int64_t k0 = 0; k0 < cols; k0 += TILE_COLS) {
             int64_t kk = cols - k0 < TILE_COLS ? cols - k0 : TILE_COLS;
+            float beta = k0 ? 1.0f : 0.0f;
+            if (w->tiles && w->fmt == SR_W_BF16) { /* the strip from the tiles, as Wᵀ */
+                prefill_bf16_tiles(k, w, x, n, ldx, y, ldy, r0, nr, k0, kk, own_bf16, bf16,
+                                   x16, tile, tile16, beta);
+                continue;
+            }
             for (int64_t r = 0; r < nr; r++)
                 k->dequant(w, (r0 + r) * cols + k0, (r0 + r) * cols + k0 + kk, tile + r * kk);
-            float beta = k0 ? 1.0f : 0.0f;
             if (own_bf16) {
                 sr_bf16_pack_b(tile, kk, nr, kk, tile16);
                 sr_gemm_bf16(n, nr, kk, x16 + k0, cols, tile16, beta, y + r0, ldy);
@@ -341,6 +374,11 @@ void sr_matmul(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, floa
                int64_t ldy)
 {
     sr_isa isa = sr_isa_detect();
+    /* bf16 with tiles (a model on the CPU, quant/bf16_tiles.h): decode
+     * reads the tiles, exactly in either mode (prefill reads them too) */
+    if (isa == SR_ISA_AVX512 && n <= 8 && w->fmt == SR_W_BF16 && w->tiles &&
+        !sr_bf16tiles_decode(w, x, n, ldx, y, ldy))
+        return;
     /* Opt-in int8 kernels (quant/matmul_vnni.c), and with them bf16 weights
      * against bf16-rounded x at decode (quant/decode_bf16dot.h: the LM
      * head); -1: not for this call. */

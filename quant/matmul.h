@@ -44,13 +44,17 @@ int sr_matmul_bf16_available(void);
  * f32 kernels above.  SR_MATMUL_INT8 (opt-in, quant/matmul_vnni.c): for
  * NF4 / FP4 / LLM.int8 weights on CPUs with AVX-512 VNNI, activations are
  * quantized to int8 per block of 32 and the 4-bit codes approximated in
- * int8 (matmul_kernels.h documents both); bf16 weights against one column
- * (the LM head at decode) take x rounded to bf16 and vdpbf16ps on CPUs with
- * AVX512_BF16 (quant/decode_bf16dot.h); other formats, shapes and CPUs
- * stay exact.  The mode is STRATA_KERNELS=exact|int8, read once at the first
- * call, unless sr_matmul_set_mode set it.  A 4-bit matrix with tiles
+ * int8 (matmul_kernels.h documents both); untiled bf16 weights against one
+ * column take x rounded to bf16 and vdpbf16ps on CPUs with AVX512_BF16
+ * (quant/decode_bf16dot.h); other formats, shapes and CPUs stay exact.
+ * The mode is STRATA_KERNELS=exact|int8, read once at the first call,
+ * unless sr_matmul_set_mode set it.  A 4-bit matrix with tiles
  * (quant/qtile.h: what sr_model_load makes for a model that runs on the CPU
- * in this mode) is read from them instead of its bnb bytes. */
+ * in this mode) is read from them instead of its bnb bytes.
+ *
+ * In both modes a bf16 matrix with tiles (a model on the CPU, AVX-512) is
+ * read from them by the exact kernels (quant/bf16_tiles.h): sr_matmul's
+ * decode and every prefill.  sr_matmul_decode reads the stored bytes. */
 typedef enum sr_matmul_mode { SR_MATMUL_EXACT, SR_MATMUL_INT8 } sr_matmul_mode;
 void sr_matmul_set_mode(sr_matmul_mode mode);
 sr_matmul_mode sr_matmul_get_mode(void);

@@ -34,11 +34,12 @@ typedef struct sr_qmatrix {
     const float *scb;
     /* Owned buffers (freed by sr_qmatrix_free), e.g. reconstructed scales. */
     void *owned[2];
-    /* 4-bit only, optional: the same codes and scales re-laid in 16-row
-     * tiles for the opt-in int8 kernels (quant/qtile.h), derived at load for
-     * a model that runs on the CPU; NULL otherwise.  Owned (tile_buf). */
+    /* Optional: the same weights re-laid in 16-row tiles (quant/qtile.h),
+     * derived at load for a model that runs on the CPU (4-bit and LLM.int8
+     * for the opt-in int8 kernels, bf16 for the exact ones); NULL otherwise.
+     * Owned when tile_buf is set. */
     const uint8_t *tiles;
-    const float *tile_row_scale; /* 16 per tile */
+    const float *tile_row_scale; /* 16 per tile; NULL for bf16 */
     void *tile_buf;
 } sr_qmatrix;
 

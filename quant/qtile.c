@@ -11,6 +11,7 @@
 
 int sr_qtile_fits(const sr_qmatrix *w)
 {
+    if (w->fmt == SR_W_BF16) return w->data && w->rows > 0 && w->cols > 0 && w->cols % 2 == 0;
     if (w->fmt == SR_W_INT8)
         return w->scb && w->data && w->rows > 0 && w->cols > 0 && w->cols % 32 == 0;
     const int bs = w->blocksize;
@@ -22,8 +23,8 @@ int sr_qtile_fits(const sr_qmatrix *w)
 uint64_t sr_qtile_bytes(const sr_qmatrix *w)
 {
     if (!sr_qtile_fits(w)) return 0;
-    return (uint64_t)sr_qtile_count(w) *
-           ((uint64_t)sr_qtile_tile_bytes(w) + SR_QTILE_ROWS * sizeof(float));
+    const uint64_t row_scales = w->fmt == SR_W_BF16 ? 0 : SR_QTILE_ROWS * sizeof(float);
+    return (uint64_t)sr_qtile_count(w) * ((uint64_t)sr_qtile_tile_bytes(w) + row_scales);
 }
 
 float sr_qtile_scale(const sr_qmatrix *w, int64_t t, int r, int64_t b)
@@ -67,6 +68,23 @@ static float row_scale(const float *s, int64_t n)
     return m > 0 ? m : 1.0f;
 }
 
+/* bf16: columns 2c, 2c+1 of 16 rows per chunk, each row one 32-bit lane. */
+static void make_bf16(const sr_qmatrix *w, uint8_t *buf, int64_t ntiles, int64_t tb)
+{
+    const int64_t rows = w->rows, cols = w->cols, npair = cols / 2;
+#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
+    for (int64_t t = 0; t < ntiles; t++)
+        for (int r = 0; r < SR_QTILE_ROWS; r++) {
+            const int64_t row = t * SR_QTILE_ROWS + r;
+            const uint8_t *s = row < rows ? (const uint8_t *)w->data + row * cols * 2 : NULL;
+            uint8_t *dst = buf + t * tb + 4 * r;
+            for (int64_t c = 0; c < npair; c++, dst += 64) {
+                if (s) memcpy(dst, s + 4 * c, 4);
+                else memset(dst, 0, 4);
+            }
+        }
+}
+
 /* LLM.int8: 4 codes of each of 16 rows per chunk, + 128; row scale SCB. */
 static void make_int8(const sr_qmatrix *w, uint8_t *buf, float *rs, int64_t ntiles, int64_t tb)
 {
@@ -106,6 +124,12 @@ void sr_qtile_make_in(sr_qmatrix *w, void *dst_buf)
     sr_free_aligned(w->tile_buf);
     w->tile_buf = NULL;
     w->tiles = buf;
+    if (w->fmt == SR_W_BF16) {
+        w->tile_row_scale = NULL;
+        make_bf16(w, buf, ntiles, tb);
+        advise_cold(w->data, (size_t)(w->rows * w->cols) * 2);
+        return;
+    }
     w->tile_row_scale = rs;
     if (w->fmt == SR_W_INT8) {
         make_int8(w, buf, rs, ntiles, tb);

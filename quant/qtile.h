@@ -1,4 +1,8 @@
-/* The opt-in int8 kernels' layout of a 4-bit matrix: 16-row tiles.
+/* 16-row tiles: the layout the CPU decode kernels read a matrix from, a
+ * derived copy made at load.  4-bit and LLM.int8 get them for the opt-in
+ * int8 kernels; bf16 gets them for the exact kernels (quant/bf16_tiles.h).
+ *
+ * 4-bit (the int8 kernels' layout):
  *
  * bnb stores a row's nibbles contiguously, so a decode kernel that reads it
  * in order holds one row per vector and must scale and sum every int32 lane
@@ -59,9 +63,15 @@
  * no scale lines, and row_scale is the row's SCB (0 for padded rows); its
  * tiles are whole, tile t at t x tile_bytes (no bands).
  *
- * The bnb bytes stay as they are (every other path and every copy to another
- * tier reads them); the tiles are a derived copy, made at load for a model
- * that runs on the CPU under STRATA_KERNELS=int8. */
+ * bf16: chunk c holds columns 2c, 2c+1 of the tile's 16 rows, bytes 4r ..
+ * 4r+3 = row r's two bf16 elements as stored (column 2c in the low half of
+ * the 32-bit lane); tiles whole, tile t at t x tile_bytes; no row scales
+ * (tile_row_scale NULL).  cols must be even.
+ *
+ * The stored bytes stay as they are (every other path and every copy to
+ * another tier reads them); the tiles are a derived copy, made at load for
+ * a model that runs on the CPU: 4-bit and LLM.int8 under
+ * STRATA_KERNELS=int8, bf16 wherever the AVX-512 kernels run. */
 #ifndef SR_QTILE_H
 #define SR_QTILE_H
 
@@ -74,8 +84,8 @@
 #define SR_QTILE_PANEL_COLS 2048  /* columns per panel (4-bit; at least one group) */
 
 /* Can w be tiled?  4-bit with scales, cols a multiple of 32 and of the
- * blocksize (no block spans two rows), blocksize a power of two >= 32; or
- * LLM.int8 with SCB, cols a multiple of 32. */
+ * blocksize (no block spans two rows), blocksize a power of two >= 32;
+ * LLM.int8 with SCB, cols a multiple of 32; or bf16 with cols even. */
 int sr_qtile_fits(const sr_qmatrix *w);
 /* Bytes the tiles of w take, row scales included (0 if it does not fit). */
 uint64_t sr_qtile_bytes(const sr_qmatrix *w);
@@ -93,10 +103,11 @@ void sr_qtile_make_in(sr_qmatrix *w, void *dst);
 float sr_qtile_scale(const sr_qmatrix *w, int64_t t, int r, int64_t b);
 
 /* Bytes of one tile: a 64-byte scale line per group, 64 per chunk (LLM.int8:
- * 64 per chunk of 4 columns). */
+ * 64 per chunk of 4 columns; bf16: 64 per pair of columns). */
 static inline int64_t sr_qtile_tile_bytes(const sr_qmatrix *w)
 {
     if (w->fmt == SR_W_INT8) return 16 * w->cols;
+    if (w->fmt == SR_W_BF16) return 32 * w->cols;
     const int64_t nbr = w->cols / w->blocksize;
     return 64 * ((nbr + 1) / 2 + w->cols / 8);
 }

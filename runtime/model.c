@@ -3,8 +3,10 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "quant/bf16_tiles.h"
 #include "quant/bnb4.h"
 #include "quant/matmul.h"
 #include "quant/qload.h"
@@ -409,9 +411,30 @@ uint64_t sr_kv_bytes(const sr_model *m, int64_t ctx)
            (uint64_t)ctx * 3 * sizeof(int32_t);
 }
 
+/* Which matrices get tiles: bf16 where the AVX-512 kernels run (the exact
+ * kernels read them in either mode, quant/bf16_tiles.h) unless
+ * STRATA_BF16_TILES=0, 4-bit and LLM.int8 under the int8 kernels
+ * (quant/qtile.h).  The bf16 tiles sum in another order than the row-major
+ * kernels a placement runs, so STRATA_BF16_TILES=0 is how a CPU run gives
+ * the same logits as a placed one, bit for bit. */
+typedef struct tile_kinds {
+    bool bf16, int8;
+} tile_kinds;
+
+static bool env_is_zero(const char *name)
+{
+    const char *v = getenv(name);
+    return v && !strcmp(v, "0");
+}
+
+static bool gets_tiles(const sr_qmatrix *w, tile_kinds k)
+{
+    return sr_qtile_fits(w) && (w->fmt == SR_W_BF16 ? k.bf16 : k.int8);
+}
+
 /* Every matrix that gets tiles, in one order for sizing and filling: the
  * layers' projections, then the head.  Returns how many (out may be NULL). */
-static int tiled_matrices(sr_model *m, sr_qmatrix **out)
+static int tiled_matrices(sr_model *m, tile_kinds k, sr_qmatrix **out)
 {
     int n = 0;
     for (int l = 0; l < m->L; l++) {
@@ -419,36 +442,36 @@ static int tiled_matrices(sr_model *m, sr_qmatrix **out)
                          &m->layers[l].mlp_out};
         for (int j = 0; j < 4; j++)
             for (int i = 0; i < p[j]->n_parts; i++)
-                if (sr_qtile_fits(&p[j]->w[i])) {
+                if (gets_tiles(&p[j]->w[i], k)) {
                     if (out) out[n] = &p[j]->w[i];
                     n++;
                 }
     }
-    if (sr_qtile_fits(&m->head)) {
+    if (gets_tiles(&m->head, k)) {
         if (out) out[n] = &m->head;
         n++;
     }
     return n;
 }
 
-/* The int8 kernels' tiles of every 4-bit and LLM.int8 projection and of the
- * head, all in one buffer: decode reads them at the memory's full rate only
- * from huge pages, and a buffer per matrix left the matrices under
- * SR_HUGEPAGE_MIN (q, k, v, o of a 3B model) and the last partial 2 MiB of
- * every other one on 4 KiB pages, 18 % of the tile bytes, which two cores
- * read 23-30 % slower (BENCHMARKS.md, forward pass, "Sixth pass").  Without
- * memory for that buffer, one per matrix; without that, the untiled int8
- * kernels run from the first matrix that has none (a warning says so). */
-static void make_int8_tiles(sr_model *m, const char *path)
+/* The tiles of every such projection and of the head, all in one buffer:
+ * decode reads them at the memory's full rate only from huge pages, and a
+ * buffer per matrix left the matrices under SR_HUGEPAGE_MIN (q, k, v, o of
+ * a 3B model) and the last partial 2 MiB of every other one on 4 KiB
+ * pages, 18 % of the tile bytes, which two cores read 23-30 % slower
+ * (BENCHMARKS.md, forward pass, "Sixth pass").  Without memory for that
+ * buffer, one per matrix; without that, the untiled kernels run from the
+ * first matrix that has none (a warning says so). */
+static void make_tiles(sr_model *m, tile_kinds k, const char *path)
 {
-    const int n = tiled_matrices(m, NULL);
+    const int n = tiled_matrices(m, k, NULL);
     if (!n) return;
     sr_qmatrix **w = sr_malloc(sizeof *w * (size_t)n);
     if (!w) {
-        sr_warn("model %s: no memory for the int8 tiles: the untiled int8 kernels run", path);
+        sr_warn("model %s: no memory for the kernels' tiles: the untiled kernels run", path);
         return;
     }
-    tiled_matrices(m, w);
+    tiled_matrices(m, k, w);
     uint64_t total = 0;
     for (int i = 0; i < n; i++) total += sr_qtile_bytes(w[i]); /* each a multiple of 64 */
     uint8_t *arena = total <= SIZE_MAX ? sr_malloc_aligned((size_t)total) : NULL;
@@ -457,8 +480,8 @@ static void make_int8_tiles(sr_model *m, const char *path)
         if (arena) {
             sr_qtile_make_in(w[i], arena + off);
         } else if (sr_qtile_make(w[i])) {
-            sr_warn("model %s: no memory for the int8 tiles of %d of %d matrices: the untiled "
-                    "int8 kernels run there", path, n - i, n);
+            sr_warn("model %s: no memory for the kernels' tiles of %d of %d matrices: the "
+                    "untiled kernels run there", path, n - i, n);
             break;
         }
         off += sr_qtile_bytes(w[i]);
@@ -522,9 +545,14 @@ int sr_model_load(const char *path, const sr_model_opts *opts, sr_model **out, s
     }
     for (int l = 0; l < m->L; l++)
         if (load_layer(m, l, check, &m->layers[l], err)) goto fail;
-    if (opts && opts->runs_on_cpu && sr_matmul_get_mode() == SR_MATMUL_INT8 &&
-        sr_matmul_int8_available())
-        make_int8_tiles(m, path);
+    if (opts && opts->runs_on_cpu) {
+        const tile_kinds k = {
+            .bf16 = sr_isa_detect() == SR_ISA_AVX512 && sr_bf16tiles_available() &&
+                    !env_is_zero("STRATA_BF16_TILES"),
+            .int8 = sr_matmul_get_mode() == SR_MATMUL_INT8 && sr_matmul_int8_available(),
+        };
+        make_tiles(m, k, path);
+    }
     *out = m;
     return 0;
 fail:

@@ -54,10 +54,11 @@ typedef struct sr_layer_weights {
 typedef struct sr_model_opts {
     bool check_finite;                  /* scan every weight for NaN/Inf at load */
     /* The model runs on the CPU from these descriptors (not through a
-     * placement, which copies the stored bytes to its tiers): under
-     * STRATA_KERNELS=int8 its 4-bit and LLM.int8 projections also get the
-     * int8 kernels' 16-row tiles (quant/qtile.h), a derived copy about their
-     * size (4-bit: codes + 2 bytes of scale per block). */
+     * placement, which copies the stored bytes to its tiers): its bf16
+     * projections and head get the exact kernels' 16-row tiles where the
+     * AVX-512 kernels run, and under STRATA_KERNELS=int8 its 4-bit and
+     * LLM.int8 projections the int8 kernels' (quant/qtile.h): a derived copy
+     * about their size (4-bit: codes + 2 bytes of scale per block). */
     bool runs_on_cpu;
 } sr_model_opts;
 
@@ -76,7 +77,7 @@ typedef struct sr_model {
     bool hiding;                        /* Gen A with at least one hiding group */
     sr_kv_type kv_type;                 /* KV cache elements of its sequences (a run
                                            option, f32 unless set before any sequence) */
-    uint64_t tile_bytes;                /* int8 kernels' tiles made at load (runs_on_cpu) */
+    uint64_t tile_bytes;                /* kernels' tiles made at load (runs_on_cpu) */
     void *tile_arena;                   /* all those tiles, when one buffer could hold them */
 
     sr_qmatrix embed;                   /* [V, H] stored precision */

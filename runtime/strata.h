@@ -143,8 +143,8 @@ typedef struct strata_model_info {
     const char *generation;     /* switch generation: "none", "A (KV hiding)", ... */
     uint64_t weight_bytes;      /* stored bytes of the weights (quantized size) */
     /* host memory the CPU kernels keep beside the weights: the 16-row tiles of
-     * the 4-bit weights under STRATA_KERNELS=int8 (0 otherwise, and for a
-     * model placed on devices) */
+     * the bf16 weights (AVX-512 CPUs) and, under STRATA_KERNELS=int8, of the
+     * 4-bit and 8-bit ones (0 otherwise, and for a model placed on devices) */
     uint64_t kernel_layout_bytes;
     const char *kv_type;        /* "f32" or "bf16" (strata_model_params.kv_type) */
 } strata_model_info;

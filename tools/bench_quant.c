@@ -12,9 +12,12 @@
  * Quantize: the converter's own calls (sr_bnb4_quantize_tensor,
  * sr_int8_quantize_tensor) on a bf16 matrix of each shape, in GB/s of bf16
  * input: the rate `strata convert` can reach when its I/O keeps up.
+ * bf16 decode is also measured over the exact kernels' 16-row tiles (row
+ * "bf16 tiles", quant/bf16_tiles.h; AVX-512 CPUs), the layout a model that
+ * runs on the CPU gets for its bf16 weights in either mode.
  * int8 (opt-in, STRATA_KERNELS=int8; only on CPUs with AVX-512 VNNI): the
  * same decode and prefill measurements through sr_matmul_int8 for nf4, fp4
- * and int8 weights (and bf16 through the LM head's bf16-dot decode,
+ * and int8 weights (and untiled bf16 through the bf16-dot decode,
  * quant/decode_bf16dot.h, where the CPU has it), reported apart ("int8" in
  * the JSON), and again over their 16-row tiles (quant/qtile.h; rows "nf4 tiles", ...), the
  * layout a model that runs on the CPU gets under STRATA_KERNELS=int8.
@@ -36,6 +39,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "quant/bf16_tiles.h"
 #include "quant/decode_bf16dot.h"
 #include "quant/matmul.h"
 #include "quant/qmatrix.h"
@@ -218,7 +222,7 @@ enum { OWN_CAP = 1024 };
 static double plain_read(const decode_ctx *c, int copy)
 {
     bw_region r[SR_WEIGHT_REGIONS_MAX];
-    const int n = sr_weight_regions(&c->copies[copy].w, c->int8, r);
+    const int n = sr_weight_regions(&c->copies[copy].w, c->copies[copy].w.tiles != NULL, r);
     uint64_t sum;
     const double g = bw_read_regions(r, (size_t)n, c->probe->threads, &sum);
     c->probe->checksum += sum;
@@ -237,7 +241,8 @@ static void run_decode_round(decode_ctx *c)
         double g = bw_probe_read(c->probe, sr_qmatrix_bytes(w));
         if (g > c->best_probe_gbps) c->best_probe_gbps = g;
         double t0 = now_s();
-        if (c->int8 && w->fmt == SR_W_BF16)
+        if (!c->int8 && w->tiles) sr_bf16tiles_decode(w, c->x, 1, w->cols, c->y, w->rows);
+        else if (c->int8 && w->fmt == SR_W_BF16)
             sr_bf16dot_decode(w->data, w->rows, w->cols, c->x, c->y);
         else if (c->int8) sr_matmul_int8(w, c->x, 1, w->cols, c->y, w->rows);
         else sr_matmul_decode(w, c->x, 1, w->cols, c->y, w->rows, c->isa);
@@ -357,8 +362,9 @@ static void free_copies(bench_matrix *copies, int n)
     }
 }
 
-/* Decode rows for one shape: appends to `out`.  tiles: the int8 kernels
- * over tiled 4-bit matrices (rows labelled "nf4 tiles", ...). */
+/* Decode rows for one shape: appends to `out`.  tiles: over tiled
+ * matrices (rows labelled "nf4 tiles", ...): the int8 kernels over 4-bit
+ * and LLM.int8 ones, or (int8 = 0) the exact kernel over bf16 ones. */
 static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx *probe,
                         sr_isa isa, int int8, int tiles, json_t *out)
 {
@@ -374,6 +380,7 @@ static int bench_decode(const options *o, int64_t rows, int64_t cols, probe_ctx 
         const int bf16dot = int8 && !tiles && formats[f].fmt == SR_W_BF16 &&
                             cols <= SR_BF16DOT_MAX_COLS && sr_bf16dot_available();
         if (int8 && !int8_format(&formats[f]) && !bf16dot) continue;
+        if (!int8 && tiles && formats[f].fmt != SR_W_BF16) continue;
         bench_matrix first;
         if (make_matrix(&first, formats[f].fmt, rows, cols)) {
             rc = oom(formats[f].label);
@@ -577,14 +584,14 @@ static void print_decode_rows(const json_t *rows)
 {
     size_t i;
     json_t *r;
-    printf("%-9s %11s %9s %7s %10s %8s %8s %8s %8s %8s %8s\n", "format", "rows x cols", "MiB",
+    printf("%-10s %11s %9s %7s %10s %8s %8s %8s %8s %8s %8s\n", "format", "rows x cols", "MiB",
            "copies", "us/call", "GB/s", "bw", "% of bw", "read %", "paired", "own");
     json_array_foreach(rows, i, r) {
         char shape[32];
         snprintf(shape, sizeof shape, "%lldx%lld",
                  (long long)json_integer_value(json_object_get(r, "rows")),
                  (long long)json_integer_value(json_object_get(r, "cols")));
-        printf("%-9s %11s %9.2f %7lld %10.1f %8.2f %8.2f %7.1f%% %7.1f%% %7.1f%% %7.1f%%\n",
+        printf("%-10s %11s %9.2f %7lld %10.1f %8.2f %8.2f %7.1f%% %7.1f%% %7.1f%% %7.1f%%\n",
                json_string_value(json_object_get(r, "format")), shape,
                (double)json_integer_value(json_object_get(r, "bytes")) / (1 << 20),
                (long long)json_integer_value(json_object_get(r, "copies")),
@@ -713,8 +720,10 @@ int bench_quant(int argc, char **argv)
     const int int8 = sr_matmul_int8_available();
     json_t *decode8 = json_array(), *prefill8 = json_array();
     if (!o.json) fprintf(stderr, "strata bench quant: decode...\n");
+    const int bf16_tiles = isa == SR_ISA_AVX512 && sr_bf16tiles_available();
     for (int s = 0; s < 2 && !rc; s++)
-        rc = bench_decode(&o, sh[s][0], sh[s][1], &probe, isa, 0, 0, decode);
+        for (int tiles = 0; tiles <= bf16_tiles && !rc; tiles++)
+            rc = bench_decode(&o, sh[s][0], sh[s][1], &probe, isa, 0, tiles, decode);
     for (int s = 0; s < 2 && !rc && int8; s++)
         for (int tiles = 0; tiles < 2 && !rc; tiles++)
             rc = bench_decode(&o, sh[s][0], sh[s][1], &probe, isa, 1, tiles, decode8);

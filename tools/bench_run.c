@@ -229,7 +229,7 @@ static uint64_t kv_bytes_read(const sr_model *m, int64_t n)
  * (bw_read_regions).  NULL if out of memory. */
 static bw_region *weight_regions(const sr_model *m, size_t *n)
 {
-    const int tiles = sr_matmul_get_mode() == SR_MATMUL_INT8;
+    const int tiles = 1; /* a model's tiles are what its decode reads (bf16; int8 mode: 4/8-bit) */
     size_t cap = SR_WEIGHT_REGIONS_MAX, k = 0;
     for (int l = 0; l < m->L; l++) {
         const sr_layer_weights *w = &m->layers[l];

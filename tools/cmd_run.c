@@ -460,10 +460,10 @@ static void print_summary(const strata_model *m, const strata_session *s,
     getrusage(RUSAGE_SELF, &ru);
     char w[80], kv[32], rss[32];
     cli_fmt_bytes(mi.weight_bytes, w, sizeof w);
-    if (mi.kernel_layout_bytes) { /* STRATA_KERNELS=int8: the tiled copy of the 4-bit weights */
+    if (mi.kernel_layout_bytes) { /* the kernels' tiled copy (bf16; int8 mode: 4/8-bit) */
         char t[32];
         cli_fmt_bytes(mi.kernel_layout_bytes, t, sizeof t);
-        snprintf(w + strlen(w), sizeof w - strlen(w), " (+%s int8 tiles)", t);
+        snprintf(w + strlen(w), sizeof w - strlen(w), " (+%s tiles)", t);
     }
     cli_fmt_bytes(strata_model_session_bytes(m, strata_session_ctx(s)), kv, sizeof kv);
     cli_fmt_bytes((uint64_t)ru.ru_maxrss * 1024, rss, sizeof rss);

@@ -11,7 +11,8 @@ int sr_weight_regions(const sr_qmatrix *w, int tiles, bw_region *r)
     if (tiles && w->tiles) {
         const int64_t nt = sr_qtile_count(w);
         r[n++] = (bw_region){w->tiles, (uint64_t)(nt * sr_qtile_tile_bytes(w))};
-        r[n++] = (bw_region){w->tile_row_scale, (uint64_t)nt * SR_QTILE_ROWS * sizeof(float)};
+        if (w->tile_row_scale) /* none for bf16 */
+            r[n++] = (bw_region){w->tile_row_scale, (uint64_t)nt * SR_QTILE_ROWS * sizeof(float)};
         return n;
     }
     const uint64_t elems = (uint64_t)w->rows * (uint64_t)w->cols;

@@ -11,7 +11,8 @@
 #define SR_WEIGHT_REGIONS_MAX 3
 
 /* w's tiles and row scales when `tiles` is set and w has tiles (what the
- * int8 kernels read, quant/qtile.h), else its stored weights and scales.
+ * kernels read from such a matrix, quant/qtile.h), else its stored weights
+ * and scales.
  * Fills r (room for SR_WEIGHT_REGIONS_MAX) and returns how many. */
 int sr_weight_regions(const sr_qmatrix *w, int tiles, bw_region *r);
 

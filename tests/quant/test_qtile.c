@@ -236,7 +236,9 @@ static void test_which_matrices(void **state)
         {SR_W_NF4, 2, 64, 128, 0},   /* blocksize > cols: blocks span rows */
         {SR_W_INT8, 3, 64, 0, 1},    /* LLM.int8 */
         {SR_W_INT8, 3, 80, 0, 0},    /* LLM.int8, cols % 32 */
-        {SR_W_BF16, 3, 64, 0, 0},
+        {SR_W_BF16, 3, 64, 0, 1},    /* bf16 (the exact kernels' tiles) */
+        {SR_W_BF16, 3, 65, 0, 0},    /* bf16, odd cols: no column pairs */
+        {SR_W_F16, 3, 64, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         test_matrix m;

@@ -41,6 +41,10 @@
 #define HIDDEN_TOL 1e-4
 
 static int g_warnings;
+/* Load as a CPU run (sr_model_opts.runs_on_cpu): bf16 weights then get the
+ * exact kernels' 16-row tiles on AVX-512 CPUs (quant/bf16_tiles.h), which
+ * sum in another order; the same tolerance holds. */
+static bool g_runs_on_cpu;
 static void count_warnings(sr_log_level level, const char *msg, void *user)
 {
     (void)user;
@@ -58,7 +62,8 @@ static sr_model *load(const char *name)
     sr_error err = {{0}};
     g_warnings = 0;
     sr_log_set_sink(count_warnings, NULL);
-    int rc = sr_model_load(test_data(rel), NULL, &m, &err);
+    const sr_model_opts o = {.runs_on_cpu = g_runs_on_cpu};
+    int rc = sr_model_load(test_data(rel), &o, &m, &err);
     sr_log_set_sink(NULL, NULL);
     if (rc) fprintf(stderr, "load %s: %s\n", name, err.msg);
     assert_int_equal(rc, 0);
@@ -224,6 +229,17 @@ static void run_model(const char *model)
 static void test_granite_dense(void **state) { (void)state; run_model("granite-dense"); }
 static void test_switch_3a(void **state) { (void)state; run_model("switch-3a"); }
 static void test_switch_3a_bf16(void **state) { (void)state; run_model("switch-3a-bf16"); }
+static void test_switch_3a_bf16_tiles(void **state)
+{
+    (void)state;
+    g_runs_on_cpu = true;
+    sr_model *m = load("switch-3a-bf16");
+    const bool tiled = m->head.tiles && m->layers[0].qkv.w[0].tiles;
+    sr_model_free(m);
+    if (!tiled) printf("skipped: no bf16 tiles on this CPU (no AVX-512)\n");
+    else run_model("switch-3a-bf16");
+    g_runs_on_cpu = false;
+}
 
 /* The old persistent buffers equal the config-derived tables: no warning, and
  * every case bit-identical to switch-3a. */
@@ -423,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_granite_dense),
         cmocka_unit_test(test_switch_3a),
         cmocka_unit_test(test_switch_3a_bf16),
+        cmocka_unit_test(test_switch_3a_bf16_tiles),
         cmocka_unit_test(test_with_buffers),
         cmocka_unit_test(test_bf16_kv_cache),
         cmocka_unit_test(test_threads_grow_after_create),
