@@ -35,15 +35,23 @@ float sr_qtile_scale(const sr_qmatrix *w, int64_t t, int r, int64_t b)
 
 /* After the tiles are made the kernels no longer read the bnb bytes: let
  * the kernel reclaim those pages first (non-destructive advice: a later
- * reader faults them back in; file pages are clean, anonymous ones stay). */
-static void advise_cold(const void *p, size_t len)
+ * reader faults them back in; file pages are clean, anonymous ones stay).
+ * `now`: reclaim them right away (MADV_PAGEOUT), for bf16, whose tiles
+ * replace the stored bytes for every CPU kernel: otherwise the process
+ * would count the weights twice in its RSS. */
+static void advise_cold(const void *p, size_t len, int now)
 {
 #ifdef MADV_COLD
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + len) & ~(page - 1);
-    if (b > a) (void)madvise((void *)a, b - a, MADV_COLD);
+    if (b <= a) return;
+#ifdef MADV_PAGEOUT
+    if (now && !madvise((void *)a, b - a, MADV_PAGEOUT)) return;
+#endif
+    (void)now;
+    (void)madvise((void *)a, b - a, MADV_COLD);
 #else
-    (void)p, (void)len;
+    (void)p, (void)len, (void)now;
 #endif
 }
 
@@ -68,21 +76,26 @@ static float row_scale(const float *s, int64_t n)
     return m > 0 ? m : 1.0f;
 }
 
-/* bf16: columns 2c, 2c+1 of 16 rows per chunk, each row one 32-bit lane. */
+/* bf16: columns 2c, 2c+1 of 16 rows per chunk, each row one 32-bit lane.
+ * Chunk by chunk (16 row streams in, whole lines out): row by row wrote
+ * every line of a tile 16 times, a tile being larger than L1. */
 static void make_bf16(const sr_qmatrix *w, uint8_t *buf, int64_t ntiles, int64_t tb)
 {
     const int64_t rows = w->rows, cols = w->cols, npair = cols / 2;
 #pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
-    for (int64_t t = 0; t < ntiles; t++)
+    for (int64_t t = 0; t < ntiles; t++) {
+        const uint8_t *s[SR_QTILE_ROWS];
         for (int r = 0; r < SR_QTILE_ROWS; r++) {
             const int64_t row = t * SR_QTILE_ROWS + r;
-            const uint8_t *s = row < rows ? (const uint8_t *)w->data + row * cols * 2 : NULL;
-            uint8_t *dst = buf + t * tb + 4 * r;
-            for (int64_t c = 0; c < npair; c++, dst += 64) {
-                if (s) memcpy(dst, s + 4 * c, 4);
-                else memset(dst, 0, 4);
-            }
+            s[r] = row < rows ? (const uint8_t *)w->data + row * cols * 2 : NULL;
         }
+        uint8_t *dst = buf + t * tb;
+        for (int64_t c = 0; c < npair; c++, dst += 64)
+            for (int r = 0; r < SR_QTILE_ROWS; r++) {
+                if (s[r]) memcpy(dst + 4 * r, s[r] + 4 * c, 4);
+                else memset(dst + 4 * r, 0, 4);
+            }
+    }
 }
 
 /* LLM.int8: 4 codes of each of 16 rows per chunk, + 128; row scale SCB. */
@@ -127,13 +140,13 @@ void sr_qtile_make_in(sr_qmatrix *w, void *dst_buf)
     if (w->fmt == SR_W_BF16) {
         w->tile_row_scale = NULL;
         make_bf16(w, buf, ntiles, tb);
-        advise_cold(w->data, (size_t)(w->rows * w->cols) * 2);
+        advise_cold(w->data, (size_t)(w->rows * w->cols) * 2, 1);
         return;
     }
     w->tile_row_scale = rs;
     if (w->fmt == SR_W_INT8) {
         make_int8(w, buf, rs, ntiles, tb);
-        advise_cold(w->data, (size_t)(w->rows * w->cols));
+        advise_cold(w->data, (size_t)(w->rows * w->cols), 0);
         return;
     }
     const int64_t rows = w->rows, cols = w->cols, nchunk = cols / 8;
@@ -167,5 +180,5 @@ void sr_qtile_make_in(sr_qmatrix *w, void *dst_buf)
             }
         }
     }
-    advise_cold(w->data, (size_t)((rows * cols + 1) / 2));
+    advise_cold(w->data, (size_t)((rows * cols + 1) / 2), 0);
 }
