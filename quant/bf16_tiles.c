@@ -130,31 +130,38 @@ INLINE void tile_cols(const uint8_t *p, int64_t npair, const float *x, int64_t l
         tile_cols(p, npair, x, ldx, y + r, ldy, m, N);                                     \
         break;
 
-static TARGET void decode_tiles(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx,
-                                float *y, int64_t ldy)
+/* Tile t against n columns.  Not inlined into the parallel loop: the
+ * compiler's outlined OpenMP body carries no target attribute, so no
+ * vector value may cross into it. */
+static TARGET __attribute__((noinline)) void one_tile(const sr_qmatrix *w, const float *x,
+                                                      int64_t n, int64_t ldx, float *y,
+                                                      int64_t ldy, int64_t t)
 {
-    const int64_t rows = w->rows, npair = w->cols / 2, ntiles = sr_qtile_count(w);
-    const int64_t tb = sr_qtile_tile_bytes(w);
+    const int64_t rows = w->rows, npair = w->cols / 2;
+    const uint8_t *p = w->tiles + t * sr_qtile_tile_bytes(w);
+    const int64_t r = t * SR_QTILE_ROWS;
+    const __mmask16 m = rows - r >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (rows - r)) - 1);
+    switch (n) {
+    case 1: _mm512_mask_storeu_ps(y + r, m, tile_n1(p, npair, x)); break;
+        TILE_CASE(2)
+        TILE_CASE(3)
+        TILE_CASE(4)
+        TILE_CASE(5)
+        TILE_CASE(6)
+        TILE_CASE(7)
+        TILE_CASE(8)
+    default: break;
+    }
+}
+
+static void decode_tiles(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
+                         int64_t ldy)
+{
+    const int64_t ntiles = sr_qtile_count(w);
     /* guided: a thread that loses its core leaves its rest to the other;
      * the first chunks are large, so each thread still reads long runs */
-#pragma omp parallel for schedule(guided, 2) if (rows * w->cols >= PARALLEL_MIN_ELEMS)
-    for (int64_t t = 0; t < ntiles; t++) {
-        const uint8_t *p = w->tiles + t * tb;
-        const int64_t r = t * SR_QTILE_ROWS;
-        const __mmask16 m = rows - r >= 16 ? (__mmask16)0xFFFF
-                                           : (__mmask16)((1u << (rows - r)) - 1);
-        switch (n) {
-        case 1: _mm512_mask_storeu_ps(y + r, m, tile_n1(p, npair, x)); break;
-            TILE_CASE(2)
-            TILE_CASE(3)
-            TILE_CASE(4)
-            TILE_CASE(5)
-            TILE_CASE(6)
-            TILE_CASE(7)
-            TILE_CASE(8)
-        default: break;
-        }
-    }
+#pragma omp parallel for schedule(guided, 2) if (w->rows * w->cols >= PARALLEL_MIN_ELEMS)
+    for (int64_t t = 0; t < ntiles; t++) one_tile(w, x, n, ldx, y, ldy, t);
 }
 
 int sr_bf16tiles_decode(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
