@@ -64,12 +64,17 @@ void sr_bf16tiles_strip_packed(const sr_qmatrix *w, int64_t r0, int64_t nr, int6
  * of a thread follow each other, so past a tile's end is the next one. */
 #define AHEAD 2048
 
+/* cpuid once: sr_bf16tiles_decode asks on every call. */
 int sr_bf16tiles_available(void)
 {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("fma");
+    static int have = -1;
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("fma");
+    }
+    return have;
 }
 
 /* One tile (npair chunks at p) against one column: four partial sums (the

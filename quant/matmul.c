@@ -379,9 +379,9 @@ void sr_matmul(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, floa
     if (isa == SR_ISA_AVX512 && n <= 8 && w->fmt == SR_W_BF16 && w->tiles &&
         !sr_bf16tiles_decode(w, x, n, ldx, y, ldy))
         return;
-    /* Opt-in int8 kernels (quant/matmul_vnni.c), and with them bf16 weights
-     * against bf16-rounded x at decode (quant/decode_bf16dot.h: the LM
-     * head); -1: not for this call. */
+    /* Opt-in int8 kernels (quant/matmul_vnni.c), and with them untiled bf16
+     * weights against bf16-rounded x at decode (quant/decode_bf16dot.h);
+     * -1: not for this call. */
     if (isa == SR_ISA_AVX512 && sr_matmul_get_mode() == SR_MATMUL_INT8) {
         if (!sr_matmul_int8(w, x, n, ldx, y, ldy)) return;
         if (w->fmt == SR_W_BF16 && n == 1 &&
