@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "quant/matmul_kernels.h"
+#include "quant/qtile.h"
 #include "runtime/alloc.h"
 #include "runtime/dtype.h"
 
@@ -21,7 +22,7 @@ const char *sr_wformat_name(sr_wformat f)
     }
 }
 
-uint64_t sr_qmatrix_bytes(const sr_qmatrix *w)
+uint64_t sr_qmatrix_data_bytes(const sr_qmatrix *w)
 {
     uint64_t n = (uint64_t)w->rows * (uint64_t)w->cols;
     switch (w->fmt) {
@@ -29,12 +30,23 @@ uint64_t sr_qmatrix_bytes(const sr_qmatrix *w)
     case SR_W_BF16:
     case SR_W_F16: return n * 2;
     case SR_W_NF4:
+    case SR_W_FP4: return (n + 1) / 2;
+    case SR_W_INT8: return n;
+    default: return 0;
+    }
+}
+
+uint64_t sr_qmatrix_bytes(const sr_qmatrix *w)
+{
+    uint64_t n = (uint64_t)w->rows * (uint64_t)w->cols;
+    switch (w->fmt) {
+    case SR_W_NF4:
     case SR_W_FP4: {
         uint64_t bs = w->blocksize > 0 ? (uint64_t)w->blocksize : 1;
-        return (n + 1) / 2 + (n + bs - 1) / bs * sizeof(float);
+        return sr_qmatrix_data_bytes(w) + (n + bs - 1) / bs * sizeof(float);
     }
     case SR_W_INT8: return n + (uint64_t)w->rows * sizeof(float);
-    default: return 0;
+    default: return sr_qmatrix_data_bytes(w);
     }
 }
 
@@ -91,6 +103,12 @@ void sr_dequant_flat_scalar(const sr_qmatrix *w, int64_t e0, int64_t e1, float *
 void sr_qmatrix_dequant_rows(const sr_qmatrix *w, int64_t r0, int64_t nr, float *out)
 {
     if (nr <= 0 || w->cols <= 0) return;
+    if (w->fmt == SR_W_BF16 && w->tiles) {
+        /* a model releases the stored bytes once tiled (runtime/model.c):
+         * reading them would fault every row back in */
+        sr_qtile_bf16_rows(w, r0, nr, out);
+        return;
+    }
     /* The SIMD dequantizers are bit-identical to the scalar one (tested). */
     sr_kernels_for(sr_isa_detect())->dequant(w, r0 * w->cols, (r0 + nr) * w->cols, out);
 }

@@ -47,6 +47,8 @@ const char *sr_wformat_name(sr_wformat f);
 /* Bytes a kernel reads for the whole matrix (weights + scales): what the
  * planner and the bandwidth benchmarks count. */
 uint64_t sr_qmatrix_bytes(const sr_qmatrix *w);
+/* Of those, the bytes `data` points at (elements, packed nibbles or codes). */
+uint64_t sr_qmatrix_data_bytes(const sr_qmatrix *w);
 void sr_qmatrix_free(sr_qmatrix *w);
 /* A descriptor of the same stored bytes that owns nothing and carries no
  * CPU-side derived layout (tiles): what a copy of the matrix onto another

@@ -1,10 +1,9 @@
-/* 16-row tiles of a 4-bit matrix for the int8 kernels (layout: qtile.h). */
+/* 16-row tiles of a matrix for the CPU kernels (layout: qtile.h): 4-bit and
+ * LLM.int8 for the int8 kernels, bf16 for the exact ones. */
 #include "quant/qtile.h"
 
 #include <math.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "runtime/alloc.h"
 #include "runtime/dtype.h"
@@ -31,28 +30,6 @@ float sr_qtile_scale(const sr_qmatrix *w, int64_t t, int r, int64_t b)
 {
     const uint16_t h = sr_qtile_group_scales(w, t, b / 2)[16 * (b & 1) + r];
     return w->tile_row_scale[t * SR_QTILE_ROWS + r] * sr_f16_to_f32(h);
-}
-
-/* After the tiles are made the kernels no longer read the bnb bytes: let
- * the kernel reclaim those pages first (non-destructive advice: a later
- * reader faults them back in; file pages are clean, anonymous ones stay).
- * `now`: reclaim them right away (MADV_PAGEOUT), for bf16, whose tiles
- * replace the stored bytes for every CPU kernel: otherwise the process
- * would count the weights twice in its RSS. */
-static void advise_cold(const void *p, size_t len, int now)
-{
-#ifdef MADV_COLD
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + len) & ~(page - 1);
-    if (b <= a) return;
-#ifdef MADV_PAGEOUT
-    if (now && !madvise((void *)a, b - a, MADV_PAGEOUT)) return;
-#endif
-    (void)now;
-    (void)madvise((void *)a, b - a, MADV_COLD);
-#else
-    (void)p, (void)len, (void)now;
-#endif
 }
 
 /* Chunk c of a row (4 bnb bytes b0..b3 = columns 8c .. 8c+7, high nibble
@@ -128,6 +105,20 @@ int sr_qtile_make(sr_qmatrix *w)
     return 0;
 }
 
+void sr_qtile_bf16_rows(const sr_qmatrix *w, int64_t r0, int64_t nr, float *out)
+{
+    const int64_t tb = sr_qtile_tile_bytes(w), npair = w->cols / 2;
+    for (int64_t r = r0; r < r0 + nr; r++, out += w->cols) {
+        const uint8_t *lane = w->tiles + r / SR_QTILE_ROWS * tb + 4 * (r % SR_QTILE_ROWS);
+        for (int64_t c = 0; c < npair; c++, lane += 64) {
+            uint16_t e[2];
+            memcpy(e, lane, 4);
+            out[2 * c] = sr_bf16_to_f32(e[0]);
+            out[2 * c + 1] = sr_bf16_to_f32(e[1]);
+        }
+    }
+}
+
 void sr_qtile_make_in(sr_qmatrix *w, void *dst_buf)
 {
     if (!sr_qtile_fits(w)) return;
@@ -140,13 +131,11 @@ void sr_qtile_make_in(sr_qmatrix *w, void *dst_buf)
     if (w->fmt == SR_W_BF16) {
         w->tile_row_scale = NULL;
         make_bf16(w, buf, ntiles, tb);
-        advise_cold(w->data, (size_t)(w->rows * w->cols) * 2, 1);
         return;
     }
     w->tile_row_scale = rs;
     if (w->fmt == SR_W_INT8) {
         make_int8(w, buf, rs, ntiles, tb);
-        advise_cold(w->data, (size_t)(w->rows * w->cols), 0);
         return;
     }
     const int64_t rows = w->rows, cols = w->cols, nchunk = cols / 8;
@@ -180,5 +169,4 @@ void sr_qtile_make_in(sr_qmatrix *w, void *dst_buf)
             }
         }
     }
-    advise_cold(w->data, (size_t)((rows * cols + 1) / 2), 0);
 }

@@ -71,7 +71,9 @@
  * The stored bytes stay as they are (every other path and every copy to
  * another tier reads them); the tiles are a derived copy, made at load for
  * a model that runs on the CPU: 4-bit and LLM.int8 under
- * STRATA_KERNELS=int8, bf16 wherever the AVX-512 kernels run. */
+ * STRATA_KERNELS=int8, bf16 wherever the AVX-512 kernels run.  Such a model
+ * then lets its checkpoint's pages of the stored bytes go (runtime/model.c):
+ * its kernels read the tiles only. */
 #ifndef SR_QTILE_H
 #define SR_QTILE_H
 
@@ -96,6 +98,11 @@ int sr_qtile_make(sr_qmatrix *w);
  * owns and keeps until w is freed (w->tile_buf stays NULL): a model puts all
  * its tiles in one buffer so that huge pages cover every byte. */
 void sr_qtile_make_in(sr_qmatrix *w, void *dst);
+
+/* Rows [r0, r0+nr) of a tiled bf16 matrix as f32, read from the tiles
+ * (a model releases the stored bytes once tiled): bit-identical to
+ * sr_qmatrix_dequant_rows on the stored bytes. */
+void sr_qtile_bf16_rows(const sr_qmatrix *w, int64_t r0, int64_t nr, float *out);
 
 /* The scale the tiles give row r of tile t for block b of its row
  * (row_scale times the stored f16): what the kernels multiply by.  4-bit

@@ -574,3 +574,9 @@ uint64_t sr_ckpt_shard_bytes(const sr_checkpoint *ck, size_t i)
 {
     return i < ck->n_shards ? ck->shards[i].bytes : 0;
 }
+
+void sr_ckpt_release(const sr_checkpoint *ck, const void *p, size_t len)
+{
+    for (size_t i = 0; i < ck->n_shards; i++)
+        if (ck->shards[i].file && sr_st_release(ck->shards[i].file, p, len)) return;
+}

@@ -27,6 +27,10 @@ const char *sr_ckpt_shard_path(const sr_checkpoint *ck, size_t i);
 uint64_t sr_ckpt_shard_disk_bytes(const sr_checkpoint *ck, size_t i);
 uint64_t sr_ckpt_shard_bytes(const sr_checkpoint *ck, size_t i);
 
+/* sr_st_release for the shard that holds [p, p+len); nothing if none does
+ * (e.g. a buffer of the caller's). */
+void sr_ckpt_release(const sr_checkpoint *ck, const void *p, size_t len);
+
 /* Decompresses a zstd-compressed safetensors image held in memory (every
  * frame must carry a content checksum) and opens the result, which the file
  * then owns.  At most `max_bytes` are decompressed.  `name` is used in

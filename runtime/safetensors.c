@@ -399,6 +399,20 @@ void sr_st_close(sr_st_file *f)
 /* ---- accessors --------------------------------------------------------------------- */
 
 const char *sr_st_path(const sr_st_file *f) { return f->path; }
+int sr_st_release(const sr_st_file *f, const void *p, size_t len)
+{
+    const uintptr_t b0 = (uintptr_t)f->buf, q = (uintptr_t)p;
+    if (!p || q < b0 || q - b0 > f->len || len > f->len - (q - b0)) return 0;
+    if (f->storage != ST_MMAP) return 1;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = (q + page - 1) & ~(page - 1), e = (q + len) & ~(page - 1);
+    /* Pages shared with a neighbouring tensor stay.  Not MADV_PAGEOUT: that
+     * evicts the file's pages from the page cache too, and every later run
+     * read the whole checkpoint from disk again. */
+    if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);
+    return 1;
+}
+
 size_t sr_st_file_size(const sr_st_file *f) { return f->len; }
 size_t sr_st_count(const sr_st_file *f) { return f->n; }
 

@@ -38,6 +38,15 @@ int sr_st_open_memory(const void *buf, size_t len, const char *name, int take_ow
                       sr_st_file **out, sr_error *err);
 void sr_st_close(sr_st_file *f);
 
+/* The caller no longer reads the bytes [p, p+len) of f's tensors (a re-laid
+ * copy replaced them).  Where f is a file mapping, the whole pages inside
+ * the range leave this process (MADV_DONTNEED): out of its RSS, still in the
+ * page cache for the next run, and a later read faults them back in from
+ * the file with the same bytes.  A file held in memory (.zst shards, a
+ * caller's buffer) is left as it is: dropping anonymous pages would lose
+ * them.  Returns 1 if the range lies in f, else 0 (nothing done). */
+int sr_st_release(const sr_st_file *f, const void *p, size_t len);
+
 const char *sr_st_path(const sr_st_file *f);
 size_t sr_st_file_size(const sr_st_file *f);
 size_t sr_st_count(const sr_st_file *f);

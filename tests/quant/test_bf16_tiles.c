@@ -1,7 +1,8 @@
 /* bf16 weights in 16-row tiles and the exact kernels over them
  * (quant/bf16_tiles.h; layout: quant/qtile.h):
  *   - the layout: every element of every tile where qtile.h puts it, rows
- *     past the matrix zero, no row scales;
+ *     past the matrix zero, no row scales; rows read back from the tiles
+ *     (sr_qmatrix_dequant_rows) bit-identical to the stored bytes';
  *   - decode (n = 1..8, strides wider than the data) against the scalar
  *     reference on the stored bytes, on rows of 1..300 (partial last tiles)
  *     and even cols from 2 to 2562 (odd chunk counts included);
@@ -95,6 +96,29 @@ static void test_layout(void **state)
                     for (int k = 0; k < 2; k++)
                         assert_int_equal(got[k], row < w->rows ? src[row * w->cols + 2 * c + k] : 0);
                 }
+        /* Rows read back from the tiles (a tied embedding's lookups once the
+         * stored bytes are released) bit for bit as from the stored bytes. */
+        const int64_t cols = w->cols;
+        float *a = malloc(sizeof(float) * (size_t)(w->rows * cols));
+        float *b = malloc(sizeof(float) * (size_t)(w->rows * cols));
+        assert_non_null(a);
+        assert_non_null(b);
+        uint16_t *zeros = calloc((size_t)(w->rows * cols), 2);
+        assert_non_null(zeros);
+        sr_qmatrix gone = *w; /* the tiles, over stored bytes that no longer hold the weights */
+        gone.data = zeros;
+        for (int64_t r0 = 0; r0 < w->rows; r0 += 7) {
+            const int64_t nr = w->rows - r0 < 9 ? w->rows - r0 : 9;
+            sr_qmatrix plain = sr_qmatrix_borrow(w); /* no tiles: the stored bytes */
+            sr_qmatrix_dequant_rows(&plain, r0, nr, b);
+            sr_qmatrix_dequant_rows(&gone, r0, nr, a); /* must take the tiles */
+            assert_memory_equal(a, b, sizeof(float) * (size_t)(nr * cols));
+            sr_qtile_bf16_rows(w, r0, nr, a);
+            assert_memory_equal(a, b, sizeof(float) * (size_t)(nr * cols));
+        }
+        free(zeros);
+        free(a);
+        free(b);
         sr_qmatrix_free(&m.w); /* the tiles */
         free_matrix(&m);
     }

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 #include <cmocka.h>
 
@@ -204,6 +205,68 @@ static void test_open_memory(void **state)
     assert_int_equal(sr_st_open_memory(own, 4, "own-bad", 1, &f, &err), -1);
     assert_null(f);
     assert_contains(err.msg, "own-bad: header:");
+}
+
+/* Rss in kB of the mapping that holds p (/proc/self/smaps), -1 if unknown. */
+static long mapping_rss_kb(const void *p)
+{
+    FILE *fp = fopen("/proc/self/smaps", "r");
+    if (!fp) return -1;
+    char line[512];
+    long rss = -1;
+    int inside = 0;
+    while (fgets(line, sizeof line, fp)) {
+        unsigned long a, b;
+        if (sscanf(line, "%lx-%lx ", &a, &b) == 2) { /* a mapping's first line */
+            inside = (uintptr_t)p >= a && (uintptr_t)p < b;
+            continue;
+        }
+        if (inside && sscanf(line, "Rss: %ld kB", &rss) == 1) break;
+    }
+    fclose(fp);
+    return rss;
+}
+
+/* sr_st_release: a mapped file's tensor bytes read back the same after they
+ * were released (faulted in again from the file), a file in memory is left
+ * alone, and a range outside the file is not its. */
+static void test_release(void **state)
+{
+    (void)state;
+    size_t len = 0;
+    /* two pages and a bit of data: the release has whole pages to drop */
+    char hdr[128];
+    snprintf(hdr, sizeof hdr, "{\"t\":{\"dtype\":\"U8\",\"shape\":[9000],"
+             "\"data_offsets\":[0,9000]}}");
+    uint8_t *img = make_image(hdr, 9000, 0, &len);
+    const char *p = write_image("release.safetensors", img, len);
+    sr_st_file *f = open_ok(p);
+    const sr_tensor *t = sr_st_find(f, "t");
+    assert_non_null(t);
+    assert_memory_equal(t->data, img + len - 9000, 9000);
+    const long before = mapping_rss_kb(t->data);
+    assert_int_equal(sr_st_release(f, t->data, t->nbytes), 1);
+    const long after = mapping_rss_kb(t->data);
+    if (before >= 0 && after >= 0) assert_true(after < before); /* whole pages left the process */
+    assert_memory_equal(t->data, img + len - 9000, 9000);
+    assert_int_equal(sr_st_release(f, t->data, t->nbytes), 1); /* twice: harmless */
+    assert_memory_equal(t->data, img + len - 9000, 9000);
+    assert_int_equal(sr_st_release(f, img, 16), 0);              /* not f's bytes */
+    assert_int_equal(sr_st_release(f, t->data, (size_t)len + 1), 0); /* runs past it */
+    assert_int_equal(sr_st_release(f, NULL, 0), 0);
+    sr_st_close(f);
+
+    /* in memory (as a .zst shard is): the bytes stay */
+    uint8_t *own = sr_malloc(len);
+    assert_non_null(own);
+    memcpy(own, img, len);
+    sr_error err;
+    assert_int_equal(sr_st_open_memory(own, len, "mem", 1, &f, &err), 0);
+    t = sr_st_find(f, "t");
+    assert_int_equal(sr_st_release(f, t->data, t->nbytes), 1);
+    assert_memory_equal(t->data, img + len - 9000, 9000);
+    sr_st_close(f);
+    free(img);
 }
 
 /* ---- valid edge cases ----------------------------------------------------------------- */
@@ -449,6 +512,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_models),
         cmocka_unit_test(test_open_memory),
+        cmocka_unit_test(test_release),
         cmocka_unit_test(test_edge_cases_valid),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_header_length),
