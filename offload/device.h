@@ -137,7 +137,4 @@ void sr_device_set_detect(sr_device_set *set, char *why, size_t why_len);
  * (or with other accelerators), and for devices already split or in use. */
 int sr_device_set_split_gpus(sr_device_set *set, int n, sr_error *err);
 
-/* Host memory from /proc/meminfo (0 if unknown). */
-void sr_host_memory(uint64_t *total, uint64_t *available);
-
 #endif

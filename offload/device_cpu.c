@@ -1,10 +1,10 @@
 /* The host tier: plain aligned host memory, budget accounting only. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "offload/device.h"
 #include "runtime/alloc.h"
+#include "runtime/host_memory.h"
 
 static void *cpu_alloc(sr_device *d, size_t n)
 {
@@ -19,20 +19,6 @@ static void cpu_free(sr_device *d, void *p)
 }
 
 static const sr_device_ops cpu_ops = {cpu_alloc, cpu_free};
-
-void sr_host_memory(uint64_t *total, uint64_t *available)
-{
-    *total = *available = 0;
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return;
-    char line[256];
-    unsigned long long kb;
-    while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "MemTotal: %llu kB", &kb) == 1) *total = kb * 1024ull;
-        else if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) *available = kb * 1024ull;
-    }
-    fclose(f);
-}
 
 void sr_device_init_cpu(sr_device *d)
 {

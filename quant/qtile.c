@@ -105,6 +105,19 @@ int sr_qtile_make(sr_qmatrix *w)
     return 0;
 }
 
+int sr_qtile_within(sr_qmatrix *const *w, int n, uint64_t budget, uint64_t *bytes)
+{
+    uint64_t sum = 0;
+    int k = 0;
+    for (; k < n; k++) {
+        const uint64_t b = sr_qtile_bytes(w[k]);
+        if (b > budget - sum) break; /* sum <= budget throughout */
+        sum += b;
+    }
+    *bytes = sum;
+    return k;
+}
+
 void sr_qtile_bf16_rows(const sr_qmatrix *w, int64_t r0, int64_t nr, float *out)
 {
     const int64_t tb = sr_qtile_tile_bytes(w), npair = w->cols / 2;

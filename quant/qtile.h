@@ -99,6 +99,11 @@ int sr_qtile_make(sr_qmatrix *w);
  * its tiles in one buffer so that huge pages cover every byte. */
 void sr_qtile_make_in(sr_qmatrix *w, void *dst);
 
+/* How many of w[0..n) (in order) get tiles within `budget` bytes, i.e. the
+ * largest k with the tiles of w[0..k) summing to at most budget; *bytes is
+ * that sum. */
+int sr_qtile_within(sr_qmatrix *const *w, int n, uint64_t budget, uint64_t *bytes);
+
 /* Rows [r0, r0+nr) of a tiled bf16 matrix as f32, read from the tiles
  * (a model releases the stored bytes once tiled): bit-identical to
  * sr_qmatrix_dequant_rows on the stored bytes. */

@@ -12,6 +12,7 @@
 #include "quant/qload.h"
 #include "quant/qtile.h"
 #include "runtime/alloc.h"
+#include "runtime/host_memory.h"
 #include "runtime/kv_cache.h"
 #include "runtime/log.h"
 
@@ -470,17 +471,34 @@ static void release_stored(const sr_model *m, const sr_qmatrix *w)
     }
 }
 
+/* Memory the tiles may take.  They are anonymous memory the model adds (the
+ * stored bytes they replace are page cache, which the kernel drops and reads
+ * again under pressure; with no swap the tiles cannot go anywhere): a model
+ * larger than memory runs, slowly, from the page cache, and tiling all of it
+ * would end in the OOM killer.  An eighth of the memory, at least 512 MiB,
+ * stays for the KV cache, the activations and everything else. */
+static uint64_t tile_budget(void)
+{
+    uint64_t total, avail;
+    sr_host_memory(&total, &avail);
+    if (!total || !avail) return UINT64_MAX; /* unknown: as before */
+    uint64_t reserve = total / 8;
+    if (reserve < (512ull << 20)) reserve = 512ull << 20;
+    return avail > reserve ? avail - reserve : 0;
+}
+
 /* The tiles of every such projection and of the head, all in one buffer:
  * decode reads them at the memory's full rate only from huge pages, and a
  * buffer per matrix left the matrices under SR_HUGEPAGE_MIN (q, k, v, o of
  * a 3B model) and the last partial 2 MiB of every other one on 4 KiB
  * pages, 18 % of the tile bytes, which two cores read 23-30 % slower
- * (BENCHMARKS.md, forward pass, "Sixth pass").  Without memory for that
- * buffer, one per matrix; without that, the untiled kernels run from the
- * first matrix that has none (a warning says so). */
+ * (BENCHMARKS.md, forward pass, "Sixth pass").  Only as many matrices, in
+ * that order, as tile_budget() allows; without memory for that buffer, one
+ * per matrix; without that, the untiled kernels run from the first matrix
+ * that has none (a warning says so). */
 static void make_tiles(sr_model *m, tile_kinds k, const char *path)
 {
-    const int n = tiled_matrices(m, k, NULL);
+    int n = tiled_matrices(m, k, NULL);
     if (!n) return;
     sr_qmatrix **w = sr_malloc(sizeof *w * (size_t)n);
     if (!w) {
@@ -488,8 +506,19 @@ static void make_tiles(sr_model *m, tile_kinds k, const char *path)
         return;
     }
     tiled_matrices(m, k, w);
-    uint64_t total = 0;
-    for (int i = 0; i < n; i++) total += sr_qtile_bytes(w[i]); /* each a multiple of 64 */
+    uint64_t total = 0, want = 0;
+    for (int i = 0; i < n; i++) want += sr_qtile_bytes(w[i]);
+    const uint64_t budget = tile_budget();
+    const int all = n;
+    n = sr_qtile_within(w, all, budget, &total); /* each a multiple of 64 */
+    if (n < all)
+        sr_warn("model %s: the kernels' tiles need %.2f GiB, the memory available leaves them "
+                "%.2f GiB: tiles for %d of %d matrices, the untiled kernels run for the rest",
+                path, (double)want / (1u << 30), (double)budget / (1u << 30), n, all);
+    if (!n) {
+        sr_free(w);
+        return;
+    }
     uint8_t *arena = total <= SIZE_MAX ? sr_malloc_aligned((size_t)total) : NULL;
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {

@@ -1,7 +1,7 @@
 /* quant/qtile.c: the 16-row tile layout of the int8 kernels, element by
  * element as qtile.h documents it (codes, f16 scales in front of each
  * group, row scales, padded rows, special values), which
- * matrices it takes, and that copies (sr_qmatrix_borrow) and frees leave no
+ * matrices it takes, how many fit a memory budget, and that copies (sr_qmatrix_borrow) and frees leave no
  * tile behind.  The kernels over the tiles are checked against the exact
  * product in test_matmul_int8. */
 #include <setjmp.h>
@@ -253,9 +253,40 @@ static void test_which_matrices(void **state)
     }
 }
 
+/* sr_qtile_within: the longest prefix whose tiles fit the budget (what a
+ * model short of memory tiles, runtime/model.c). */
+static void test_within_budget(void **state)
+{
+    (void)state;
+    test_matrix m[3];
+    sr_qmatrix *w[3];
+    static const int64_t rows[3] = {16, 40, 5};
+    for (int i = 0; i < 3; i++) {
+        make_matrix(&m[i], SR_W_BF16, rows[i], 64, 0);
+        w[i] = &m[i].w;
+    }
+    const uint64_t b0 = sr_qtile_bytes(w[0]), b1 = sr_qtile_bytes(w[1]), b2 = sr_qtile_bytes(w[2]);
+    assert_true(b0 == 32 * 64 && b1 == 3 * 32 * 64 && b2 == 32 * 64);
+    uint64_t bytes = 1;
+    assert_int_equal(sr_qtile_within(w, 3, 0, &bytes), 0);
+    assert_true(bytes == 0);
+    assert_int_equal(sr_qtile_within(w, 3, b0 - 1, &bytes), 0);
+    assert_int_equal(sr_qtile_within(w, 3, b0, &bytes), 1);
+    assert_true(bytes == b0);
+    assert_int_equal(sr_qtile_within(w, 3, b0 + b1 - 1, &bytes), 1); /* w[2] would fit, but in order */
+    assert_int_equal(sr_qtile_within(w, 3, b0 + b1 + b2 - 1, &bytes), 2);
+    assert_true(bytes == b0 + b1);
+    assert_int_equal(sr_qtile_within(w, 3, b0 + b1 + b2, &bytes), 3);
+    assert_int_equal(sr_qtile_within(w, 3, UINT64_MAX, &bytes), 3);
+    assert_true(bytes == b0 + b1 + b2);
+    assert_int_equal(sr_qtile_within(w, 0, UINT64_MAX, &bytes), 0);
+    for (int i = 0; i < 3; i++) free_matrix(&m[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_within_budget),
         cmocka_unit_test(test_layout_as_documented),
         cmocka_unit_test(test_which_matrices),
         cmocka_unit_test(test_row_scales),
