@@ -414,6 +414,7 @@ int sr_st_release(const sr_st_file *f, const void *p, size_t len)
 }
 
 size_t sr_st_file_size(const sr_st_file *f) { return f->len; }
+const void *sr_st_bytes(const sr_st_file *f) { return f->buf; }
 size_t sr_st_count(const sr_st_file *f) { return f->n; }
 
 const sr_tensor *sr_st_get(const sr_st_file *f, size_t i)

@@ -49,6 +49,8 @@ int sr_st_release(const sr_st_file *f, const void *p, size_t len);
 
 const char *sr_st_path(const sr_st_file *f);
 size_t sr_st_file_size(const sr_st_file *f);
+/* The file's bytes (its mapping, or the buffer), sr_st_file_size long. */
+const void *sr_st_bytes(const sr_st_file *f);
 size_t sr_st_count(const sr_st_file *f);
 const sr_tensor *sr_st_get(const sr_st_file *f, size_t i);     /* in header order */
 const sr_tensor *sr_st_find(const sr_st_file *f, const char *name);

@@ -23,11 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <omp.h>
 #include <jansson.h>
 
+#include "runtime/checkpoint.h"
 #include "runtime/dtype.h"
 #include "runtime/forward.h"
 #include "runtime/generate.h"
@@ -229,12 +233,61 @@ static void run_model(const char *model)
 static void test_granite_dense(void **state) { (void)state; run_model("granite-dense"); }
 static void test_switch_3a(void **state) { (void)state; run_model("switch-3a"); }
 static void test_switch_3a_bf16(void **state) { (void)state; run_model("switch-3a-bf16"); }
+/* Is the page at p mapped in this process (/proc/self/pagemap bit 63)?
+ * -1 if that cannot be read. */
+static int page_mapped(const void *p)
+{
+    FILE *f = fopen("/proc/self/pagemap", "rb");
+    if (!f) return -1;
+    const long page = sysconf(_SC_PAGESIZE);
+    uint64_t e = 0;
+    const int ok = !fseek(f, (long)((uintptr_t)p / (uintptr_t)page * 8), SEEK_SET) &&
+                   fread(&e, 8, 1, f) == 1;
+    fclose(f);
+    return ok ? (int)(e >> 63) : -1;
+}
+
+/* Once tiled, the head's stored bytes (the tied embedding's too) leave the
+ * process but stay in the page cache: the next load must not read the
+ * checkpoint from disk again (MADV_PAGEOUT did), and the embedding reads
+ * its rows from the head's tiles. */
+static void check_stored_bytes_released(const sr_model *m)
+{
+    assert_ptr_equal(m->embed.tiles, m->head.tiles);
+    const sr_tensor *t = sr_ckpt_find(m->ck, "model.embed_tokens.weight");
+    assert_non_null(t);
+    assert_ptr_equal(t->data, m->head.data);
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a0 = (uintptr_t)m->head.data, n = (uintptr_t)sr_qmatrix_data_bytes(&m->head);
+    const uintptr_t a = (a0 + page - 1) & ~(page - 1), b = (a0 + n) & ~(page - 1);
+    assert_true(b > a); /* whole pages inside the head's bytes */
+    for (uintptr_t p = a; p < b; p += page) {
+        const int mapped = page_mapped((const void *)p);
+        if (mapped >= 0) assert_int_equal(mapped, 0); /* left the process */
+    }
+    /* The same pages of a fresh mapping of the file are in the page cache
+     * (mincore reports them as resident for a file the caller owns). */
+    const uintptr_t file0 = (uintptr_t)sr_st_bytes(t->file); /* file offset 0 */
+    const size_t len = sr_st_file_size(t->file);
+    int fd = open(test_data("model/switch-3a-bf16/model.safetensors"), O_RDONLY);
+    assert_true(fd >= 0);
+    void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(map != MAP_FAILED);
+    unsigned char vec[1024];
+    assert_true((len + page - 1) / page <= sizeof vec);
+    assert_int_equal(mincore(map, len, vec), 0);
+    for (uintptr_t p = a; p < b; p += page) assert_true(vec[(p - file0) / page] & 1);
+    munmap(map, len);
+}
+
 static void test_switch_3a_bf16_tiles(void **state)
 {
     (void)state;
     g_runs_on_cpu = true;
     sr_model *m = load("switch-3a-bf16");
     const bool tiled = m->head.tiles && m->layers[0].qkv.w[0].tiles;
+    if (tiled) check_stored_bytes_released(m);
     sr_model_free(m);
     if (!tiled) printf("skipped: no bf16 tiles on this CPU (no AVX-512)\n");
     else run_model("switch-3a-bf16");
