@@ -1,23 +1,33 @@
-/* Host memory from /proc/meminfo and the cgroup v2 memory controller. */
+/* Host memory from /proc/meminfo and the cgroup memory controller (v2 or v1). */
 #include "runtime/host_memory.h"
 
 #include <stdio.h>
 #include <string.h>
 
-/* memory.max of a cgroup directory: 0 if absent, "max" or unreadable. */
-static uint64_t cgroup_limit(const char *dir)
+/* A number from the first line of dir/name: 0 if absent or not a number
+ * ("max": no limit). */
+static uint64_t read_number(const char *dir, const char *name)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/memory.max", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     unsigned long long v = 0;
-    const int ok = fscanf(f, "%llu", &v) == 1; /* "max" does not scan */
+    const int ok = fscanf(f, "%llu", &v) == 1;
     fclose(f);
     return ok ? (uint64_t)v : 0;
 }
 
-/* The "anon" line of a cgroup's memory.stat (bytes), 0 if absent. */
+/* The cgroup's limit: memory.max (v2) or memory.limit_in_bytes (v1, where
+ * "no limit" is a number near 2^63, above any machine's memory). */
+static uint64_t cgroup_limit(const char *dir)
+{
+    const uint64_t v2 = read_number(dir, "memory.max");
+    return v2 ? v2 : read_number(dir, "memory.limit_in_bytes");
+}
+
+/* The cgroup's anonymous memory from memory.stat: "anon" (v2) or
+ * "total_rss" (v1, this cgroup and its children); 0 if absent. */
 static uint64_t cgroup_anon(const char *dir)
 {
     char path[4096], line[256];
@@ -26,7 +36,7 @@ static uint64_t cgroup_anon(const char *dir)
     if (!f) return 0;
     unsigned long long v = 0;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "anon %llu", &v) == 1) break;
+        if (sscanf(line, "anon %llu", &v) == 1 || sscanf(line, "total_rss %llu", &v) == 1) break;
     fclose(f);
     return (uint64_t)v;
 }
@@ -53,21 +63,31 @@ void sr_host_memory_from(const char *meminfo, const char *cgroup_dir, uint64_t *
     if (!*available || left < *available) *available = left;
 }
 
-/* The process's cgroup v2 directory ("0::/path" in /proc/self/cgroup). */
+/* The process's memory cgroup directory: the v2 one ("0::/path" in
+ * /proc/self/cgroup) where it has a memory controller, else the v1 memory
+ * controller's ("N:memory:/path"); NULL if neither. */
 static const char *own_cgroup(char *buf, size_t n)
 {
     FILE *f = fopen("/proc/self/cgroup", "r");
     if (!f) return NULL;
-    char line[2048];
+    char line[2048], v1[2048] = "";
     const char *dir = NULL;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "0::", 3)) {
-            line[strcspn(line, "\n")] = 0;
-            snprintf(buf, n, "/sys/fs/cgroup%s", strcmp(line + 3, "/") ? line + 3 : "");
-            dir = buf;
-            break;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        const char *p = strchr(line, ':');
+        if (!p) continue;
+        if (!strncmp(p, "::", 2)) {
+            snprintf(buf, n, "/sys/fs/cgroup%s", strcmp(p + 2, "/") ? p + 2 : "");
+            if (read_number(buf, "memory.max") || cgroup_anon(buf)) dir = buf;
+        } else if (!strncmp(p, ":memory:", 8)) {
+            snprintf(v1, sizeof v1, "/sys/fs/cgroup/memory%s", strcmp(p + 8, "/") ? p + 8 : "");
         }
+    }
     fclose(f);
+    if (!dir && v1[0]) {
+        snprintf(buf, n, "%s", v1);
+        dir = buf;
+    }
     return dir;
 }
 

@@ -1,6 +1,6 @@
 /* runtime/host_memory.c: MemTotal / MemAvailable from a meminfo file, and a
- * cgroup v2 memory limit lowering both (files written into the test's
- * tmpdir). */
+ * cgroup memory limit (v2 or v1) lowering both (files written into the
+ * test's tmpdir). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +21,8 @@ static const char *put(const char *name, const char *text)
     return p;
 }
 
+/* A cgroup directory: `limit` goes to memory.max, or to v1's
+ * memory.limit_in_bytes for a name starting with "v1". */
 static const char *cgroup(const char *name, const char *max, const char *stat)
 {
     static char dir[4][512];
@@ -30,7 +32,8 @@ static const char *cgroup(const char *name, const char *max, const char *stat)
     mkdir(d, 0700);
     char rel[600];
     if (max) {
-        snprintf(rel, sizeof rel, "%s/memory.max", name);
+        snprintf(rel, sizeof rel, "%s/%s", name,
+                 strncmp(name, "v1", 2) ? "memory.max" : "memory.limit_in_bytes");
         put(rel, max);
     }
     if (stat) {
@@ -94,6 +97,16 @@ static void test_cgroup(void **state)
     cg = cgroup("cgnostat", "1073741824\n", NULL);
     sr_host_memory_from(mi, cg, &total, &avail);
     assert_true(total == GiB && avail == GiB);
+
+    /* cgroup v1: memory.limit_in_bytes, "total_rss" for the anonymous memory
+     * (its "no limit" is a number near 2^63) */
+    cg = cgroup("v1cg", "4294967296\n", "cache 1073741824\nrss 536870912\ntotal_cache 1\n"
+                                        "total_rss 1073741824\n");
+    sr_host_memory_from(mi, cg, &total, &avail);
+    assert_true(total == 4 * GiB && avail == 3 * GiB);
+    cg = cgroup("v1unlimited", "9223372036854771712\n", "total_rss 1073741824\n");
+    sr_host_memory_from(mi, cg, &total, &avail);
+    assert_true(total == 24 * GiB && avail == 20 * GiB);
 
     /* no controller files at all */
     cg = cgroup("cgnone", NULL, NULL);
