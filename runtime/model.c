@@ -481,7 +481,7 @@ static uint64_t tile_budget(void)
 {
     uint64_t total, avail;
     sr_host_memory(&total, &avail);
-    if (!total || !avail) return UINT64_MAX; /* unknown: as before */
+    if (!total) return UINT64_MAX; /* no /proc/meminfo: unknown, as before */
     uint64_t reserve = total / 8;
     if (reserve < (512ull << 20)) reserve = 512ull << 20;
     return avail > reserve ? avail - reserve : 0;
