@@ -463,12 +463,10 @@ static int tiled_matrices(sr_model *m, tile_kinds k, sr_qmatrix **out)
  * embedding reads the head's tiles instead) faults them back in. */
 static void release_stored(const sr_model *m, const sr_qmatrix *w)
 {
-    sr_ckpt_release(m->ck, w->data, (size_t)sr_qmatrix_data_bytes(w));
-    if ((w->fmt == SR_W_NF4 || w->fmt == SR_W_FP4) && w->scales && w->blocksize > 0) {
-        const uint64_t nb = ((uint64_t)w->rows * (uint64_t)w->cols + (uint64_t)w->blocksize - 1) /
-                            (uint64_t)w->blocksize;
-        sr_ckpt_release(m->ck, w->scales, (size_t)nb * sizeof(float));
-    }
+    const uint64_t data = sr_qmatrix_data_bytes(w);
+    sr_ckpt_release(m->ck, w->data, (size_t)data);
+    if ((w->fmt == SR_W_NF4 || w->fmt == SR_W_FP4) && w->scales) /* the rest: block scales */
+        sr_ckpt_release(m->ck, w->scales, (size_t)(sr_qmatrix_bytes(w) - data));
 }
 
 /* Memory the tiles may take.  They are anonymous memory the model adds (the
