@@ -117,14 +117,6 @@ int upload_layer(const sr_model *m, int l, sr_layer_weights *d, uint64_t *bytes,
     return 0;
 }
 
-sr_cuda_dtype prefill_compute()
-{
-    const char *s = getenv("STRATA_CUDA_PREFILL");
-    if (s && !strcmp(s, "bf16")) return SR_CUDA_BF16;
-    if (s && !strcmp(s, "f16")) return SR_CUDA_F16;
-    return SR_CUDA_F32;
-}
-
 // y[T][ldy] = u · Wᵀ (+ bias) (+ LoRA of each token's adapter), as proj_forward.
 int proj_forward(sr_cuda_ctx *c, const sr_proj *p, const float *u, int T, int64_t ldu,
                  const int32_t *a_host, float *y, int64_t ldy, sr_cuda_dtype compute, sr_error *err)
@@ -134,76 +126,6 @@ int proj_forward(sr_cuda_ctx *c, const sr_proj *p, const float *u, int T, int64_
             return -1;
     if (p->bias && sr_cuda_bias_add(c, y, ldy, T, p->rows, p->bias, err)) return -1;
     if (p->has_lora && sr_cuda_lora_apply(c, &p->lora, u, T, ldu, a_host, y, ldy, err)) return -1;
-    return 0;
-}
-
-int layer_forward(sr_cuda_seq *s, int l, const sr_step *st, sr_cuda_dtype compute, sr_error *err)
-{
-    const sr_cuda_model *dm = s->dm;
-    const sr_model *m = dm->m;
-    const sr_layer_weights *w = &dm->layers[l];
-    sr_cuda_ctx *c = dm->c;
-    const int T = st->T;
-    const int64_t H = m->H, hd = m->hd, qd = m->nh * hd, kvd = m->nkv * hd, D = qkv_width(m);
-    const int64_t I = m->I;
-
-    // attention block
-    if (sr_cuda_rmsnorm(c, s->x, H, T, 1, 0, H, w->in_norm, m->eps, s->u, H, err) ||
-        proj_forward(c, &w->qkv, s->u, T, H, st->adapter, s->qkv, D, compute, err))
-        return -1;
-    float *q = s->qkv, *k = s->qkv + qd;
-    if (w->q_norm &&
-        (sr_cuda_rmsnorm(c, q, D, T, (int)m->nh, hd, hd, w->q_norm, m->eps, q, D, err) ||
-         sr_cuda_rmsnorm(c, k, D, T, (int)m->nkv, hd, hd, w->k_norm, m->eps, k, D, err)))
-        return -1;
-    if (m->use_rope &&
-        (sr_cuda_rope(c, q, D, T, (int)m->nh, hd, (int)hd, dm->inv_freq, s->pos, err) ||
-         sr_cuda_rope(c, k, D, T, (int)m->nkv, hd, (int)hd, dm->inv_freq, s->pos, err)))
-        return -1;
-    if (sr_cuda_kv_append(c, k, k + kvd, D, T, (int)m->nkv, (int)hd, s->k[l], s->v[l], s->ctx,
-                          st->p0, err))
-        return -1;
-    sr_attn_args aa;
-    memset(&aa, 0, sizeof aa);
-    aa.nh = (int)m->nh;
-    aa.nkv = (int)m->nkv;
-    aa.hd = (int)hd;
-    aa.scale = m->attn_scale;
-    aa.p0 = st->p0;
-    aa.T = T;
-    aa.q = s->qkv;
-    aa.ldq = D;
-    aa.k = s->k[l];
-    aa.v = s->v[l];
-    aa.head_stride = s->ctx * hd;
-    aa.key_mem = m->hiding ? s->key_mem : NULL;
-    aa.qsup = m->hiding ? s->qsup : NULL;
-    aa.out = s->attn;
-    aa.ldo = qd;
-    if (sr_cuda_attention(c, &aa, err) ||
-        proj_forward(c, &w->o, s->attn, T, qd, st->adapter, s->proj, H, compute, err) ||
-        sr_cuda_residual_add(c, s->x, s->proj, T, H, m->res_mult, err))
-        return -1;
-
-    // MLP block
-    if (sr_cuda_rmsnorm(c, s->x, H, T, 1, 0, H, w->post_norm, m->eps, s->u, H, err) ||
-        proj_forward(c, &w->mlp_in, s->u, T, H, st->adapter, s->gu, 2 * I, compute, err) ||
-        sr_cuda_swiglu(c, s->gu, 2 * I, T, I, s->act, I, err) ||
-        proj_forward(c, &w->mlp_out, s->act, T, I, st->adapter, s->proj, H, compute, err) ||
-        sr_cuda_residual_add(c, s->x, s->proj, T, H, m->res_mult, err))
-        return -1;
-    return 0;
-}
-
-// logits[T][V] (device) from rows x[T][H]: final norm, LM head, / logits_scaling.
-int head_forward(sr_cuda_seq *s, const float *x, int T, sr_cuda_dtype compute, sr_error *err)
-{
-    const sr_model *m = s->dm->m;
-    sr_cuda_ctx *c = s->dm->c;
-    if (sr_cuda_rmsnorm(c, x, m->H, T, 1, 0, m->H, s->dm->final_norm, m->eps, s->u, m->H, err) ||
-        sr_cuda_matmul(c, &s->dm->head, s->u, T, m->H, s->logits, m->V, compute, err) ||
-        sr_cuda_scale_div(c, s->logits, m->V, T, m->V, m->logit_scale, err))
-        return -1;
     return 0;
 }
 
@@ -217,7 +139,6 @@ int run_step(sr_cuda_seq *s, const sr_step *st, out_mode mode, float *logits, in
     sr_cuda_ctx *c = s->dm->c;
     cudaStream_t cs = (cudaStream_t)sr_cuda_ctx_enter(c);
     const int T = st->T;
-    const sr_cuda_dtype compute = prefill_compute();
     // Step data: staged from pageable memory when enqueued, ordered on the stream.
     SR_CUDA_TRY(err, cudaMemcpyAsync(s->ids, st->embed_ids, sizeof(int32_t) * (size_t)T,
                                      cudaMemcpyHostToDevice, cs));
@@ -229,12 +150,32 @@ int run_step(sr_cuda_seq *s, const sr_step *st, out_mode mode, float *logits, in
         SR_CUDA_TRY(err, cudaMemcpyAsync(s->key_mem + st->p0, s->host->kv.mem + st->p0,
                                          sizeof(uint32_t) * (size_t)T, cudaMemcpyHostToDevice, cs));
     }
-    if (sr_cuda_embed(c, &s->dm->embed, s->ids, T, m->emb_mult, s->x, err)) return -1;
+    sr_cuda_unit_io io;
+    memset(&io, 0, sizeof io);
+    io.m = m;
+    io.T = T;
+    io.p0 = st->p0;
+    io.x = s->x;
+    io.u = s->u;
+    io.qkv = s->qkv;
+    io.attn = s->attn;
+    io.proj = s->proj;
+    io.gu = s->gu;
+    io.act = s->act;
+    io.ids = s->ids;
+    io.pos = s->pos;
+    io.qsup = s->qsup;
+    io.key_mem = s->key_mem;
+    io.adapter_host = st->adapter;
+    io.inv_freq = s->dm->inv_freq;
+    io.compute = sr_cuda_prefill_compute();
+    if (sr_cuda_embed_unit(c, &io, &s->dm->embed, err)) return -1;
     for (int l = 0; l < m->L; l++)
-        if (layer_forward(s, l, st, compute, err)) return sr_fail_prefix(err, "layer %d", l);
+        if (sr_cuda_layer_unit(c, &io, &s->dm->layers[l], s->k[l], s->v[l], s->ctx, err))
+            return sr_fail_prefix(err, "layer %d", l);
     if (mode == OUT_NONE) return sr_cuda_ctx_sync(c, err);
     const int rows = mode == OUT_ALL ? T : 1;
-    if (head_forward(s, s->x + (int64_t)(T - rows) * m->H, rows, compute, err))
+    if (sr_cuda_head_unit(c, &io, s->dm->final_norm, &s->dm->head, rows, s->logits, err))
         return sr_fail_prefix(err, "head");
     if (mode == OUT_ARGMAX) {
         if (sr_cuda_argmax(c, s->logits, m->V, 1, m->V, s->argmax, err)) return -1;
@@ -287,6 +228,92 @@ int forward(sr_cuda_seq *s, const int32_t *tokens, int64_t T, out_mode last_mode
 }
 
 }  // namespace
+
+extern "C" sr_cuda_dtype sr_cuda_prefill_compute(void)
+{
+    const char *s = getenv("STRATA_CUDA_PREFILL");
+    if (s && !strcmp(s, "bf16")) return SR_CUDA_BF16;
+    if (s && !strcmp(s, "f16")) return SR_CUDA_F16;
+    return SR_CUDA_F32;
+}
+
+extern "C" int sr_cuda_embed_unit(sr_cuda_ctx *c, const sr_cuda_unit_io *io,
+                                  const sr_qmatrix *embed, sr_error *err)
+{
+    return sr_cuda_embed(c, embed, io->ids, io->T, io->m->emb_mult, io->x, err);
+}
+
+extern "C" int sr_cuda_layer_unit(sr_cuda_ctx *c, const sr_cuda_unit_io *io,
+                                  const sr_layer_weights *w, float *kc, float *vc, int64_t kv_ctx,
+                                  sr_error *err)
+{
+    const sr_model *m = io->m;
+    const int T = io->T;
+    const int64_t H = m->H, hd = m->hd, qd = m->nh * hd, kvd = m->nkv * hd, D = qkv_width(m);
+    const int64_t I = m->I;
+    const int32_t *a = io->adapter_host;
+    const sr_cuda_dtype compute = io->compute;
+
+    // attention block
+    if (sr_cuda_rmsnorm(c, io->x, H, T, 1, 0, H, w->in_norm, m->eps, io->u, H, err) ||
+        proj_forward(c, &w->qkv, io->u, T, H, a, io->qkv, D, compute, err))
+        return -1;
+    float *q = io->qkv, *k = io->qkv + qd;
+    if (w->q_norm &&
+        (sr_cuda_rmsnorm(c, q, D, T, (int)m->nh, hd, hd, w->q_norm, m->eps, q, D, err) ||
+         sr_cuda_rmsnorm(c, k, D, T, (int)m->nkv, hd, hd, w->k_norm, m->eps, k, D, err)))
+        return -1;
+    if (m->use_rope &&
+        (sr_cuda_rope(c, q, D, T, (int)m->nh, hd, (int)hd, io->inv_freq, io->pos, err) ||
+         sr_cuda_rope(c, k, D, T, (int)m->nkv, hd, (int)hd, io->inv_freq, io->pos, err)))
+        return -1;
+    if (sr_cuda_kv_append(c, k, k + kvd, D, T, (int)m->nkv, (int)hd, kc, vc, kv_ctx, io->p0,
+                          err))
+        return -1;
+    sr_attn_args aa;
+    memset(&aa, 0, sizeof aa);
+    aa.nh = (int)m->nh;
+    aa.nkv = (int)m->nkv;
+    aa.hd = (int)hd;
+    aa.scale = m->attn_scale;
+    aa.p0 = io->p0;
+    aa.T = T;
+    aa.q = io->qkv;
+    aa.ldq = D;
+    aa.k = kc;
+    aa.v = vc;
+    aa.head_stride = kv_ctx * hd;
+    aa.key_mem = m->hiding ? io->key_mem : NULL;
+    aa.qsup = m->hiding ? io->qsup : NULL;
+    aa.out = io->attn;
+    aa.ldo = qd;
+    if (sr_cuda_attention(c, &aa, err) ||
+        proj_forward(c, &w->o, io->attn, T, qd, a, io->proj, H, compute, err) ||
+        sr_cuda_residual_add(c, io->x, io->proj, T, H, m->res_mult, err))
+        return -1;
+
+    // MLP block
+    if (sr_cuda_rmsnorm(c, io->x, H, T, 1, 0, H, w->post_norm, m->eps, io->u, H, err) ||
+        proj_forward(c, &w->mlp_in, io->u, T, H, a, io->gu, 2 * I, compute, err) ||
+        sr_cuda_swiglu(c, io->gu, 2 * I, T, I, io->act, I, err) ||
+        proj_forward(c, &w->mlp_out, io->act, T, I, a, io->proj, H, compute, err) ||
+        sr_cuda_residual_add(c, io->x, io->proj, T, H, m->res_mult, err))
+        return -1;
+    return 0;
+}
+
+extern "C" int sr_cuda_head_unit(sr_cuda_ctx *c, const sr_cuda_unit_io *io,
+                                 const float *final_norm, const sr_qmatrix *head, int rows,
+                                 float *logits, sr_error *err)
+{
+    const sr_model *m = io->m;
+    const float *x = io->x + (int64_t)(io->T - rows) * m->H;
+    if (sr_cuda_rmsnorm(c, x, m->H, rows, 1, 0, m->H, final_norm, m->eps, io->u, m->H, err) ||
+        sr_cuda_matmul(c, head, io->u, rows, m->H, logits, m->V, io->compute, err) ||
+        sr_cuda_scale_div(c, logits, m->V, rows, m->V, m->logit_scale, err))
+        return -1;
+    return 0;
+}
 
 extern "C" void sr_cuda_model_free(sr_cuda_model *dm)
 {

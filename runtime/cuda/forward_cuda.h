@@ -27,10 +27,52 @@
 extern "C" {
 #endif
 
+#include "quant/cuda/qmatmul_cuda.h"
 #include "runtime/cuda/cuda_ctx.h"
 #include "runtime/error.h"
 #include "runtime/forward.h"
 #include "runtime/model.h"
+
+/* ---- units over explicit device buffers -----------------------------------
+ * The embedding, one decoder layer and the head, each enqueued on the
+ * context's stream: what sr_cuda_forward strings together for a whole model
+ * on one GPU, and what the offload executor (offload/exec.c) calls for the
+ * units a plan puts on a CUDA tier, over weights it placed there itself. */
+
+/* One call's buffers and step data as seen from one device. */
+typedef struct sr_cuda_unit_io {
+    const sr_model *m;              /* dims and scalars (host struct) */
+    int T;                          /* tokens of the call */
+    int64_t p0;                     /* raw position of the first */
+    float *x;                       /* [T][H] activations, updated in place */
+    /* workspace for up to T tokens: [T][H], [T][(nh+2nkv)hd], [T][nh hd],
+     * [T][H], [T][2I], [T][I] */
+    float *u, *qkv, *attn, *proj, *gu, *act;
+    const int32_t *ids;             /* [T] ids the embedding reads */
+    const int32_t *pos;             /* [T] RoPE positions */
+    const uint32_t *qsup;           /* [T] hidden groups per query (NULL: no hiding) */
+    const uint32_t *key_mem;        /* [ctx] Mem bits per cached position */
+    const int32_t *adapter_host;    /* [T] adapter index per token, HOST memory */
+    const float *inv_freq;          /* [hd/2] RoPE frequencies (NULL without RoPE) */
+    sr_cuda_dtype compute;          /* prefill GEMM inputs (sr_cuda_prefill_compute) */
+} sr_cuda_unit_io;
+
+/* STRATA_CUDA_PREFILL: f32 (default), bf16 or f16. */
+sr_cuda_dtype sr_cuda_prefill_compute(void);
+
+/* x = E[ids] · embedding_multiplier. */
+int sr_cuda_embed_unit(sr_cuda_ctx *c, const sr_cuda_unit_io *io, const sr_qmatrix *embed,
+                       sr_error *err);
+/* Decoder layer l (w: device weights) on x; the K/V of the new tokens go
+ * to kc / vc ([nkv][kv_ctx][hd] f32) at positions p0..p0+T-1. */
+int sr_cuda_layer_unit(sr_cuda_ctx *c, const sr_cuda_unit_io *io, const sr_layer_weights *w,
+                       float *kc, float *vc, int64_t kv_ctx, sr_error *err);
+/* logits[rows][V] (device) of x rows [T-rows, T): final norm, head,
+ * / logits_scaling.  Uses io->u as scratch. */
+int sr_cuda_head_unit(sr_cuda_ctx *c, const sr_cuda_unit_io *io, const float *final_norm,
+                      const sr_qmatrix *head, int rows, float *logits, sr_error *err);
+
+/* ---- the whole model on one GPU ------------------------------------------ */
 
 typedef struct sr_cuda_model sr_cuda_model;
 typedef struct sr_cuda_seq sr_cuda_seq;
