@@ -8,6 +8,10 @@
 #include <strings.h>
 
 #include "offload/budget.h"
+#include "sr_build_config.h"
+#if SR_HAVE_CUDA
+#include "offload/device_cuda.h"
+#endif
 #include "runtime/alloc.h"
 
 int sr_dev_alloc(sr_device *d, size_t n, sr_dbuf *out, sr_error *err)
@@ -65,44 +69,111 @@ int sr_dbuf_check_range(const sr_dbuf *b, size_t off, size_t n, const char *what
     return 0;
 }
 
-int sr_dev_copy(const sr_dbuf *dst, size_t dst_off, const sr_dbuf *src, size_t src_off, size_t n,
-                sr_error *err)
+/* A copy that a CUDA device takes part in goes through device_cuda.cu. */
+static bool on_cuda(const sr_device *d)
+{
+#if SR_HAVE_CUDA
+    return d && d->kind == SR_DEV_CUDA && d->ops;
+#else
+    (void)d;
+    return false;
+#endif
+}
+
+int sr_dev_copy_on(const sr_dbuf *dst, size_t dst_off, const sr_dbuf *src, size_t src_off,
+                   size_t n, sr_stream *s, sr_error *err)
 {
     if (sr_dbuf_check_range(dst, dst_off, n, "destination", err) ||
         sr_dbuf_check_range(src, src_off, n, "source", err))
         return -1;
+#if SR_HAVE_CUDA
+    if (on_cuda(dst->dev) || on_cuda(src->dev))
+        return sr_cuda_dev_copy(dst, dst_off, src, src_off, n, s, err);
+#endif
+    (void)s;
     memmove((char *)dst->ptr + dst_off, (const char *)src->ptr + src_off, n);
     sr_dev_count_copy(dst->dev, src->dev, n);
     return 0;
 }
 
-int sr_dev_upload(const sr_dbuf *dst, size_t dst_off, const void *host, size_t n, sr_error *err)
+int sr_dev_upload_on(const sr_dbuf *dst, size_t dst_off, const void *host, size_t n,
+                     sr_stream *s, sr_error *err)
 {
     if (sr_dbuf_check_range(dst, dst_off, n, "destination", err)) return -1;
+#if SR_HAVE_CUDA
+    if (on_cuda(dst->dev)) return sr_cuda_dev_upload(dst, dst_off, host, n, s, err);
+#endif
+    (void)s;
     if (n) memcpy((char *)dst->ptr + dst_off, host, n);
     sr_dev_count_copy(dst->dev, NULL, n);
     return 0;
 }
 
-int sr_dev_download(void *host, const sr_dbuf *src, size_t src_off, size_t n, sr_error *err)
+int sr_dev_download_on(void *host, const sr_dbuf *src, size_t src_off, size_t n, sr_stream *s,
+                       sr_error *err)
 {
     if (sr_dbuf_check_range(src, src_off, n, "source", err)) return -1;
+#if SR_HAVE_CUDA
+    if (on_cuda(src->dev)) return sr_cuda_dev_download(host, src, src_off, n, s, err);
+#endif
+    (void)s;
     if (n) memcpy(host, (const char *)src->ptr + src_off, n);
     sr_dev_count_copy(NULL, src->dev, n);
     return 0;
 }
 
+int sr_dev_copy(const sr_dbuf *dst, size_t dst_off, const sr_dbuf *src, size_t src_off, size_t n,
+                sr_error *err)
+{
+    return sr_dev_copy_on(dst, dst_off, src, src_off, n, NULL, err);
+}
+
+int sr_dev_upload(const sr_dbuf *dst, size_t dst_off, const void *host, size_t n, sr_error *err)
+{
+    return sr_dev_upload_on(dst, dst_off, host, n, NULL, err);
+}
+
+int sr_dev_download(void *host, const sr_dbuf *src, size_t src_off, size_t n, sr_error *err)
+{
+    return sr_dev_download_on(host, src, src_off, n, NULL, err);
+}
+
+int sr_dev_zero(const sr_dbuf *b, sr_error *err)
+{
+    if (sr_dbuf_check_range(b, 0, b ? b->size : 0, "destination", err)) return -1;
+#if SR_HAVE_CUDA
+    if (on_cuda(b->dev)) return sr_cuda_dev_zero(b, err);
+#endif
+    memset(b->ptr, 0, b->size);
+    return 0;
+}
+
 int sr_stream_create(sr_device *d, sr_stream *s, sr_error *err)
 {
+#if SR_HAVE_CUDA
+    if (on_cuda(d)) return sr_cuda_stream_create(d, s, err);
+#endif
     (void)err;
     *s = (sr_stream){d, NULL};
     return 0;
 }
 
-void sr_stream_destroy(sr_stream *s) { if (s) s->dev = NULL; }
+void sr_stream_destroy(sr_stream *s)
+{
+#if SR_HAVE_CUDA
+    if (s && s->impl) {
+        sr_cuda_stream_destroy(s);
+        return;
+    }
+#endif
+    if (s) s->dev = NULL;
+}
 
 int sr_stream_sync(sr_stream *s, sr_error *err)
 {
+#if SR_HAVE_CUDA
+    if (s && s->impl) return sr_cuda_stream_sync(s, err);
+#endif
     (void)s;
     (void)err;
     return 0;   /* cpu/sim: every operation completed in its call */
@@ -110,6 +181,9 @@ int sr_stream_sync(sr_stream *s, sr_error *err)
 
 int sr_event_record(sr_event *e, sr_stream *s, sr_error *err)
 {
+#if SR_HAVE_CUDA
+    if (s && s->impl) return sr_cuda_event_record(e, s, err);
+#endif
     (void)err;
     *e = (sr_event){s ? s->dev : NULL, NULL};
     return 0;
@@ -117,6 +191,9 @@ int sr_event_record(sr_event *e, sr_stream *s, sr_error *err)
 
 int sr_event_wait(sr_stream *s, const sr_event *e, sr_error *err)
 {
+#if SR_HAVE_CUDA
+    if (s && s->impl) return sr_cuda_event_wait(s, e, err);
+#endif
     (void)s;
     (void)e;
     (void)err;
@@ -246,6 +323,10 @@ int sr_device_set_parse(const char *spec, sr_device_set *set, sr_error *err)
             if (!real.n_gpu) rc = sr_fail(err, "--devices: cuda: %s", why);
             for (int i = 0; i < real.n_gpu && set->n_gpu < SR_MAX_DEVICES; i++)
                 set->gpu[set->n_gpu++] = real.gpu[i];
+#if SR_HAVE_CUDA
+            /* this build runs units on them, with the host tier pinned */
+            if (real.n_gpu) sr_device_set_cuda_runnable(set);
+#endif
         } else if (!strcasecmp(item, "cpu") || !strcasecmp(item, "host")) {
             kinds |= 4;
         } else if (!strcasecmp(item, "disk")) {

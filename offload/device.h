@@ -7,12 +7,14 @@
  *         with its own accounting; it refuses any allocation beyond its
  *         budget and counts every byte copied into or out of it, so tests
  *         can check placement and streaming without a GPU.
- *   cuda  real GPUs: listed for planning (free memory); allocation arrives
- *         with the CUDA backend.
+ *   cuda  real GPUs: in a CUDA build they allocate with cudaMalloc and the
+ *         host tier is pinned (offload/device_cuda.h); without CUDA they are
+ *         listed for planning only.
  *
  * Every copy goes through sr_dev_copy / sr_dev_upload / sr_dev_download so
  * the byte counters are exact.  Streams and events are no-ops on cpu and sim
- * (copies complete before the call returns). */
+ * (copies complete before the call returns) and CUDA streams and events on
+ * cuda devices. */
 #ifndef SR_OFFLOAD_DEVICE_H
 #define SR_OFFLOAD_DEVICE_H
 
@@ -52,7 +54,7 @@ struct sr_device {
     uint64_t used, peak;
     uint64_t n_allocs;      /* live allocations */
     sr_xfer_stats moved;
-    const sr_device_ops *ops;   /* NULL: a planning-only device (cuda for now) */
+    const sr_device_ops *ops;   /* NULL: a planning-only device (cuda without CUDA) */
 };
 
 /* A buffer on a device. */
@@ -99,6 +101,8 @@ int sr_dev_copy(const sr_dbuf *dst, size_t dst_off, const sr_dbuf *src, size_t s
                 sr_error *err);
 int sr_dev_upload(const sr_dbuf *dst, size_t dst_off, const void *host, size_t n, sr_error *err);
 int sr_dev_download(void *host, const sr_dbuf *src, size_t src_off, size_t n, sr_error *err);
+/* Fills the whole buffer with zero bytes. */
+int sr_dev_zero(const sr_dbuf *b, sr_error *err);
 
 /* Streams and events: ordering handles for asynchronous copies and kernels.
  * On cpu and sim every operation is complete when its call returns, so these
@@ -110,6 +114,17 @@ void sr_stream_destroy(sr_stream *s);
 int sr_stream_sync(sr_stream *s, sr_error *err);
 int sr_event_record(sr_event *e, sr_stream *s, sr_error *err);
 int sr_event_wait(sr_stream *s, const sr_event *e, sr_error *err);
+
+/* The copies above, ordered on a stream of a device taking part: on cuda
+ * enqueued there (s NULL: complete on return; a download into pageable host
+ * memory also completes on return, into pinned memory once s reaches it);
+ * on cpu and sim complete on return. */
+int sr_dev_copy_on(const sr_dbuf *dst, size_t dst_off, const sr_dbuf *src, size_t src_off,
+                   size_t n, sr_stream *s, sr_error *err);
+int sr_dev_upload_on(const sr_dbuf *dst, size_t dst_off, const void *host, size_t n,
+                     sr_stream *s, sr_error *err);
+int sr_dev_download_on(void *host, const sr_dbuf *src, size_t src_off, size_t n, sr_stream *s,
+                       sr_error *err);
 
 void sr_dev_reset_stats(sr_device *d);
 

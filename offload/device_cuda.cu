@@ -143,6 +143,13 @@ extern "C" void sr_device_init_cuda_pinned_host(sr_device *d)
     d->ops = &pinned_ops;
 }
 
+extern "C" void sr_device_set_cuda_runnable(sr_device_set *set)
+{
+    for (int g = 0; g < set->n_gpu; g++)
+        if (set->gpu[g].kind == SR_DEV_CUDA) set->gpu[g].ops = &cuda_ops;
+    set->host.ops = &pinned_ops;
+}
+
 extern "C" bool sr_cuda_peer_enable(int a, int b)
 {
     if (a == b) return true;
@@ -369,4 +376,14 @@ extern "C" void sr_cuda_pinned_pool_free(sr_cuda_pinned_pool *p)
     if (p->base) cudaFreeHost(p->base);
     (void)cudaGetLastError();
     memset(p, 0, sizeof *p);
+}
+
+extern "C" int sr_cuda_dev_zero(const sr_dbuf *b, sr_error *err)
+{
+    if (sr_dbuf_check_range(b, 0, b ? b->size : 0, "destination", err)) return -1;
+    device_scope ds;
+    SR_CUDA_TRY(err, ds.set(physical_of(b->dev)));
+    SR_CUDA_TRY(err, cudaMemset(b->ptr, 0, b->size));
+    SR_CUDA_TRY(err, cudaDeviceSynchronize());
+    return 0;
 }

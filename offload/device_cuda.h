@@ -54,6 +54,10 @@ int sr_device_init_cuda(sr_device *d, int gpu, const sr_device_info *phys, int s
 /* The host tier in pinned memory (kind SR_DEV_CPU, name "cpu"). */
 void sr_device_init_cuda_pinned_host(sr_device *d);
 
+/* Makes a set's planning-only CUDA devices (sr_device_set_parse "cuda")
+ * allocating ones and its host tier pinned. */
+void sr_device_set_cuda_runnable(sr_device_set *set);
+
 /* Every physical GPU, each split into `logical_gpus` (>= 1) devices, plus
  * the host (pinned if pinned_host).  Enables peer access between physical
  * GPUs where possible.  Fails if there is no GPU or more than
@@ -88,6 +92,8 @@ int sr_cuda_dev_upload(const sr_dbuf *dst, size_t dst_off, const void *host, siz
                        sr_stream *s, sr_error *err);
 int sr_cuda_dev_download(void *host, const sr_dbuf *src, size_t src_off, size_t n, sr_stream *s,
                          sr_error *err);
+/* Zero bytes over the whole buffer, complete on return. */
+int sr_cuda_dev_zero(const sr_dbuf *b, sr_error *err);
 
 /* Pinned host pool: one page-locked block, handed out in 256-byte aligned
  * pieces; reset frees them all at once. */
@@ -110,7 +116,8 @@ void sr_cuda_pinned_pool_free(sr_cuda_pinned_pool *p);
  *   sr_cuda_staging_release(st, j % n, compute)       (records "released")
  * Issuing the fill of layer j + prefetch before layer j runs overlaps the
  * copies with compute. */
-#define SR_CUDA_MAX_STAGING 8
+/* As many slots as the planner may ask for: prefetch distance 64 + 1 (SR_MAX_PREFETCH). */
+#define SR_CUDA_MAX_STAGING 65
 
 typedef struct sr_cuda_staging {
     sr_device *dev;
