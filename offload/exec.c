@@ -5,7 +5,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "offload/tier_exec.h"
 #include "runtime/alloc.h"
+#include "sr_build_config.h"
+#if SR_HAVE_CUDA
+#include "offload/device_cuda.h"
+#endif
 
 /* ---- a unit's stored tensors in one buffer ---------------------------------- */
 
@@ -66,6 +71,7 @@ typedef struct reloc {
     const stored_set *set[2];
     const char *base[2];
     bool dry;
+    bool host_meta;             /* LoRA ranks / live stay host arrays (CUDA tiers) */
     uint64_t size;
     const sr_dbuf *derived;
     sr_error *err;
@@ -122,11 +128,12 @@ static void rl_lora(reloc *r, const sr_lora *src, sr_lora *dst)
 {
     *dst = *src;
     const size_t N = (size_t)src->n_adapters, S = (size_t)src->n_slices, R = (size_t)src->rank;
-    dst->ranks = rl(r, src->ranks, sizeof(int) * N);
+    /* the CUDA LoRA kernels choose their GEMMs on the host from these */
+    dst->ranks = r->host_meta ? src->ranks : rl(r, src->ranks, sizeof(int) * N);
     dst->A = rl(r, src->A, sizeof(float) * N * S * R * (size_t)src->in);
     for (size_t s = 0; s < S; s++)
         dst->B[s] = rl(r, src->B[s], sizeof(float) * N * (size_t)src->slice_rows[s] * R);
-    dst->live = rl(r, src->live, sizeof(bool) * N * S);
+    dst->live = r->host_meta ? src->live : rl(r, src->live, sizeof(bool) * N * S);
 }
 
 static void rl_proj(reloc *r, const sr_proj *src, sr_proj *dst)
@@ -167,6 +174,7 @@ typedef struct unit_rt {
 typedef struct tier_rt {
     sr_device *dev;
     bool runs;                  /* executes at least one unit */
+    sr_tier_exec ex;            /* its backend (CPU kernels or CUDA), when it runs units */
     sr_dbuf scratch;            /* activations, step data, hiding bits, logits */
     float *x;
     int32_t *tokens, *embed_ids, *adapter, *rope_pos;
@@ -190,6 +198,10 @@ struct sr_offload {
     tier_rt t[SR_MAX_DEVICES + 1];
     int stream_tier, n_slots, prefetch;
     sr_dbuf slots[SR_MAX_PREFETCH + 1];
+#if SR_HAVE_CUDA
+    sr_cuda_staging staging;    /* the slots on a cuda stream tier (slots[] alias them) */
+#endif
+    bool cuda_staging;
     int n_streamed;
     int *streamed;              /* unit indices of streamed layers, in order */
     /* host: switch state, positions, hiding bits (no KV: the tiers hold it) */
@@ -264,8 +276,7 @@ static int alloc_tier_kv(sr_offload *o, tier_rt *tr, int ti, int64_t ctx, sr_err
         if (o->exec_tier[u] != ti || l < 0 || l >= m->L) continue;
         for (int kv = 0; kv < 2; kv++) {
             sr_dbuf *b = &tr->kv_blocks[2 * l + kv];
-            if (sr_dev_alloc(tr->dev, block, b, err)) return -1;
-            memset(b->ptr, 0, block);
+            if (sr_dev_alloc(tr->dev, block, b, err) || sr_dev_zero(b, err)) return -1;
             (kv ? tr->kv.v : tr->kv.k)[l] = b->ptr;
             o->stats.kv[ti] += block;
         }
@@ -318,7 +329,7 @@ static int place_unit(sr_offload *o, const sr_unit_list *ul, int u, uint64_t pla
     reloc r = {.set = {&ur->set, share ? &o->u[embed].set : NULL},
                .base = {ur->slot >= 0 ? o->slots[ur->slot].ptr : ur->stored.ptr,
                         share ? o->u[embed].stored.ptr : NULL},
-               .dry = true, .err = err};
+               .dry = true, .host_meta = !sr_tier_exec_on_host(&o->t[te].ex), .err = err};
     relocate_unit(o, &r, kind, ur);
     const uint64_t derived = r.size;
     if (derived > planned)      /* a bug, never a silent overcommit */
@@ -359,8 +370,13 @@ void sr_offload_free(sr_offload *o)
         sr_dev_free(&tr->all_logits);
         sr_dev_free(&tr->derived);
         sr_dev_free(&tr->ws_buf);
+        sr_tier_exec_free(&tr->ex);
     }
-    for (int s = 0; s < o->n_slots; s++) sr_dev_free(&o->slots[s]);
+#if SR_HAVE_CUDA
+    if (o->cuda_staging) sr_cuda_staging_free(&o->staging);
+    else
+#endif
+        for (int s = 0; s < o->n_slots; s++) sr_dev_free(&o->slots[s]);
     sr_seq_free(o->seq);
     sr_free(o->u);
     sr_free(o->unit_tier);
@@ -388,6 +404,27 @@ static int check_units(const sr_model *m, const sr_plan *plan, const sr_unit_lis
     for (int t = 0; t < devs->n_gpu; t++)
         if (!devs->gpu[t].ops)
             return sr_fail(err, "offload: %s cannot run units in this build", devs->gpu[t].name);
+    return 0;
+}
+
+/* The staging slots on the streaming tier: CUDA slots with a copy stream
+ * and events, or plain buffers (cpu, sim). */
+static int alloc_slots(sr_offload *o, uint64_t slot_bytes, sr_error *err)
+{
+    sr_device *d = o->t[o->stream_tier].dev;
+#if SR_HAVE_CUDA
+    if (d->kind == SR_DEV_CUDA) {
+        if (sr_cuda_staging_init(&o->staging, d, o->n_slots, (size_t)slot_bytes, err)) return -1;
+        o->cuda_staging = true;
+        for (int s = 0; s < o->n_slots; s++) o->slots[s] = o->staging.slot[s];
+        o->stats.staging[o->stream_tier] += slot_bytes * (uint64_t)o->n_slots;
+        return 0;
+    }
+#endif
+    for (int s = 0; s < o->n_slots; s++) {
+        if (sr_dev_alloc(d, (size_t)slot_bytes, &o->slots[s], err)) return -1;
+        o->stats.staging[o->stream_tier] += slot_bytes;
+    }
     return 0;
 }
 
@@ -431,19 +468,14 @@ int sr_offload_create(const sr_model *m, const sr_plan *plan, const sr_unit_list
         sr_fail(err, "offload: inconsistent streaming schedule in the plan");
         goto fail;
     }
-    for (int s = 0; s < o->n_slots; s++) {
-        if (sr_dev_alloc(o->t[o->stream_tier].dev, (size_t)plan->stream.slot_bytes, &o->slots[s],
-                         err))
-            goto fail;
-        o->stats.staging[o->stream_tier] += plan->stream.slot_bytes;
-    }
+    if (o->n_slots && alloc_slots(o, plan->stream.slot_bytes, err)) goto fail;
     for (int j = 0; j < o->n_streamed; j++) o->u[o->streamed[j]].slot = j % o->n_slots;
 
     for (int t = 0; t < o->n_tiers; t++) {
         tier_rt *tr = &o->t[t];
         if (!tr->runs) continue;
-        if (alloc_tier_scratch(o, tr, ctx, err) || init_tier_view(o, tr, err) ||
-            alloc_tier_kv(o, tr, t, ctx, err) ||
+        if (sr_tier_exec_init(&tr->ex, tr->dev, m, err) || alloc_tier_scratch(o, tr, ctx, err) ||
+            init_tier_view(o, tr, err) || alloc_tier_kv(o, tr, t, ctx, err) ||
             sr_dev_alloc(tr->dev, (size_t)sr_workspace_buffer_bytes(m, o->seq->chunk, ctx),
                          &tr->ws_buf, err) ||
             sr_workspace_init_in(&tr->ws, m, o->seq->chunk, ctx, tr->ws_buf.ptr, tr->ws_buf.size,
@@ -493,12 +525,14 @@ static int send_step(sr_offload *o, const sr_step *st, sr_step *st_t, sr_error *
         const size_t base = (size_t)((char *)tr->tokens - (char *)b->ptr);
         const void *src[5] = {st->tokens, st->embed_ids, st->adapter, st->rope_pos, st->qsup};
         for (int k = 0; k < 5; k++)
-            if (sr_dev_upload(b, base + (size_t)k * ints, src[k], ib, err)) return -1;
+            if (sr_dev_upload_on(b, base + (size_t)k * ints, src[k], ib, &tr->ex.stream, err))
+                return -1;
         uint64_t moved = 5 * ib;
         if (o->m->hiding) {
             const size_t mb = sizeof(uint32_t) * (size_t)n;
             const size_t at = (size_t)((char *)(tr->mem + st->p0) - (char *)b->ptr);
-            if (sr_dev_upload(b, at, o->seq->kv.mem + st->p0, mb, err)) return -1;
+            if (sr_dev_upload_on(b, at, o->seq->kv.mem + st->p0, mb, &tr->ex.stream, err))
+                return -1;
             moved += mb;
         }
         if (t != o->host) o->stats.metadata += moved;
@@ -518,8 +552,14 @@ static int hop(sr_offload *o, int a, int b, int n, sr_error *err)
     if (a == b) return 0;
     const size_t bytes = sizeof(float) * (size_t)n * (size_t)o->m->H;
     tier_rt *ta = &o->t[a], *tb = &o->t[b];
-    if (sr_dev_copy(&tb->scratch, (size_t)((char *)tb->x - (char *)tb->scratch.ptr), &ta->scratch,
-                    (size_t)((char *)ta->x - (char *)ta->scratch.ptr), bytes, err))
+    /* a's kernels have written x; the copy runs ahead of b's kernels on b's
+     * stream, or (b computes on the host) on a's, waited for */
+    const bool b_host = sr_tier_exec_on_host(&tb->ex);
+    if (sr_tier_exec_sync(&ta->ex, err) ||
+        sr_dev_copy_on(&tb->scratch, (size_t)((char *)tb->x - (char *)tb->scratch.ptr),
+                       &ta->scratch, (size_t)((char *)ta->x - (char *)ta->scratch.ptr), bytes,
+                       b_host ? &ta->ex.stream : &tb->ex.stream, err) ||
+        (b_host && sr_tier_exec_sync(&ta->ex, err)))
         return -1;
     o->stats.activations += bytes;
     return 0;
@@ -531,10 +571,41 @@ static int stream_in(sr_offload *o, int j, sr_error *err)
     if (j >= o->n_streamed) return 0;
     unit_rt *ur = &o->u[o->streamed[j]];
     const double t0 = now_s();
-    if (sr_dev_copy(&o->slots[ur->slot], 0, &ur->stored, 0, (size_t)ur->set.bytes, err))
-        return -1;
+#if SR_HAVE_CUDA
+    /* on the copy stream, once the slot's previous layer has released it */
+    if (o->cuda_staging) {
+        if (sr_cuda_staging_fill(&o->staging, ur->slot, ur->stored.ptr, (size_t)ur->set.bytes,
+                                 err))
+            return -1;
+    } else
+#endif
+        if (sr_dev_copy(&o->slots[ur->slot], 0, &ur->stored, 0, (size_t)ur->set.bytes, err))
+            return -1;
     o->stats.copy_s += now_s() - t0;
     o->stats.streamed += ur->set.bytes;
+    return 0;
+}
+
+/* Decoder layer l (unit u) on its tier; a streamed layer on a CUDA tier
+ * waits for its slot's copy and releases the slot after. */
+static int run_layer(sr_offload *o, int u, int l, const sr_step *st, const sr_step *sth,
+                     sr_error *err)
+{
+    tier_rt *tr = &o->t[o->exec_tier[u]];
+    const int slot = o->exec[u] == SR_EXEC_STREAM ? o->u[u].slot : -1;
+#if SR_HAVE_CUDA
+    if (slot >= 0 && o->cuda_staging &&
+        sr_cuda_staging_acquire(&o->staging, slot, &tr->ex.stream, err))
+        return -1;
+#endif
+    if (sr_tier_layer(&tr->ex, &tr->view, &o->u[u].w, l, &tr->kv, st, sth, tr->x, &tr->ws, err))
+        return -1;
+#if SR_HAVE_CUDA
+    if (slot >= 0 && o->cuda_staging &&
+        sr_cuda_staging_release(&o->staging, slot, &tr->ex.stream, err))
+        return -1;
+#endif
+    (void)slot;
     return 0;
 }
 
@@ -546,7 +617,7 @@ static int run_chunk(sr_offload *o, const sr_step *st, float *logits, bool all_l
     sr_step st_t[SR_MAX_DEVICES + 1];
     if (send_step(o, st, st_t, err)) return -1;
     int cur = o->exec_tier[0];
-    sr_embed_forward(&o->t[cur].view, &st_t[cur], o->t[cur].x);
+    if (sr_tier_embed(&o->t[cur].ex, &o->t[cur].view, &st_t[cur], o->t[cur].x, err)) return -1;
     int j = 0;      /* next streamed layer */
     for (int p = 0; p < o->prefetch && p < o->n_streamed; p++)
         if (stream_in(o, p, err)) return -1;
@@ -560,8 +631,7 @@ static int run_chunk(sr_offload *o, const sr_step *st, float *logits, bool all_l
             if (stream_in(o, j + o->prefetch, err)) return -1;
             j++;
         }
-        tier_rt *tr = &o->t[t];
-        sr_layer_forward_w(&tr->view, &o->u[u].w, l, &tr->kv, &st_t[t], tr->x, &tr->ws);
+        if (run_layer(o, u, l, &st_t[t], st, err)) return -1;
     }
     const int hu = o->n_units - 1, ht = o->exec_tier[hu];
     if (hop(o, cur, ht, n, err)) return -1;
@@ -571,18 +641,23 @@ static int run_chunk(sr_offload *o, const sr_step *st, float *logits, bool all_l
         if (!th->all_logits.ptr &&
             sr_dev_alloc(th->dev, sizeof(float) * V * (size_t)o->seq->chunk, &th->all_logits, err))
             return -1;
-        sr_head_forward(&th->view, th->x, n, th->all_logits.ptr, m->V, &th->ws);
-        if (sr_dev_download(logits + off * m->V, &th->all_logits, 0, sizeof(float) * V * n, err))
+        if (sr_tier_head(&th->ex, &th->view, &st_t[ht], th->x, n, th->all_logits.ptr, &th->ws,
+                         err) ||
+            sr_dev_download_on(logits + off * m->V, &th->all_logits, 0, sizeof(float) * V * n,
+                               &th->ex.stream, err))
             return -1;
         if (ht != o->host) o->stats.logits += sizeof(float) * V * n;
     } else if (logits && last_chunk) {
-        sr_head_forward(&th->view, th->x + (int64_t)(n - 1) * m->H, 1, th->logits, m->V, &th->ws);
-        if (sr_dev_download(logits, &th->scratch,
-                            (size_t)((char *)th->logits - (char *)th->scratch.ptr),
-                            sizeof(float) * V, err))
+        if (sr_tier_head(&th->ex, &th->view, &st_t[ht], th->x, 1, th->logits, &th->ws, err) ||
+            sr_dev_download_on(logits, &th->scratch,
+                               (size_t)((char *)th->logits - (char *)th->scratch.ptr),
+                               sizeof(float) * V, &th->ex.stream, err))
             return -1;
         if (ht != o->host) o->stats.logits += sizeof(float) * V;
     }
+    /* the call ends with every tier's work done (and its errors reported) */
+    for (int t = 0; t < o->n_tiers; t++)
+        if (o->t[t].runs && sr_tier_exec_sync(&o->t[t].ex, err)) return -1;
     o->stats.steps++;
     return 0;
 }

@@ -22,11 +22,20 @@
  * copied into the staging slots of the streaming accelerator (layer j of the
  * streamed sequence always uses slot j % slots, the copy of layer j+prefetch
  * issued before layer j runs), so the bytes copied per step equal the plan's
- * stream.bytes_per_token.  On cpu and sim every copy completes in its call;
- * the same sequence of copies, event records and waits drives CUDA streams.
+ * stream.bytes_per_token.  On cpu and sim every copy completes in its call.
  *
- * With the same kernels on the same bytes, logits are bit-identical to the
- * single-tier CPU run (sr_forward). */
+ * CUDA tiers (offload/tier_exec.h): a tier's units run as CUDA kernels on
+ * its own stream; step data goes ahead of them on that stream; a hop waits
+ * for the source tier's stream, then copies on the destination's (or, to a
+ * tier that computes on the host, waits for the copy too).  Streamed layers
+ * go into the slots by a copy stream (offload/device_cuda.h staging): the
+ * copy of layer j+prefetch is issued before layer j runs and waits until
+ * its slot's previous layer has released it; the layer waits for its copy.
+ * A call returns with every tier's work finished.
+ *
+ * With the same kernels on the same bytes (cpu, sim), logits are
+ * bit-identical to the single-tier CPU run (sr_forward); on CUDA tiers they
+ * are within the CUDA kernels' tolerance of it. */
 #ifndef SR_OFFLOAD_EXEC_H
 #define SR_OFFLOAD_EXEC_H
 
