@@ -16,7 +16,9 @@
 #        run(command="tools/gpu_check.sh", carry=[".gpu-debs"], timeout_s=600)
 #      options: --memcheck (compute-sanitizer on every CUDA test; slower),
 #               --all (the whole test suite, not only the cuda suite),
-#               --no-bench, --arch sm_90 (meson gpu_arch).
+#               --no-bench, --no-e2e (skip the end-to-end placements of a
+#               3B-shaped NF4 model: synth + convert + `strata bench run`),
+#               --arch sm_90 (meson gpu_arch).
 #
 # The .debs are unpacked into /tmp/strata-sysroot (never over /), found
 # through PKG_CONFIG_LIBDIR + PKG_CONFIG_SYSROOT_DIR and LD_LIBRARY_PATH.
@@ -24,7 +26,7 @@
 # (the .deb folder), STRATA_GPU_FORCE_SYSROOT=1 (use the .debs even where the
 # system has the packages: to test this script on a machine with apt).
 # Results go to $OUT (or /tmp/strata-gpu-check): env.txt, build.log, tests.log,
-# memcheck.log, bench.txt, bench.json, summary.txt (at most 8 files, as the
+# memcheck.log, bench.txt, bench.json, e2e.txt, summary.txt (at most 8 files, as the
 # device tool brings back).  Exit status: 0 if everything that ran passed.
 set -uo pipefail
 
@@ -35,7 +37,7 @@ DEB_PACKAGES=(libopenblas-openmp-dev libopenblas0-openmp libgfortran5 libjansson
     libpcre2-dev libpcre2-8-0 libzstd-dev libzstd1 libcmocka-dev libcmocka0 zstd
     pkgconf pkgconf-bin libpkgconf3)
 
-memcheck=0 all=0 bench=1 arch=sm_90
+memcheck=0 all=0 bench=1 e2e=1 arch=sm_90
 while [ $# -gt 0 ]; do
     case "$1" in
         --fetch-debs)
@@ -50,8 +52,9 @@ while [ $# -gt 0 ]; do
         --memcheck) memcheck=1 ;;
         --all) all=1 ;;
         --no-bench) bench=0 ;;
+        --no-e2e) e2e=0 ;;
         --arch) arch=$2; shift ;;
-        *) echo "usage: tools/gpu_check.sh [--fetch-debs | --memcheck --all --no-bench --arch sm_XX]" >&2
+        *) echo "usage: tools/gpu_check.sh [--fetch-debs | --memcheck --all --no-bench --no-e2e --arch sm_XX]" >&2
            exit 2 ;;
     esac
     shift
@@ -139,7 +142,8 @@ if [ $memcheck -eq 1 ]; then
     for t in "$BUILD"/tests/cuda/test_cuda_*; do
         [ -x "$t" ] || continue
         echo "== $(basename "$t")" >> "$OUT/memcheck.log"
-        if STRATA_TEST_DATA="$ROOT/tests/data" compute-sanitizer --tool memcheck --error-exitcode 9 \
+        if STRATA_TEST_DATA="$ROOT/tests/data" STRATA_EXE="$BUILD/tools/strata" \
+                compute-sanitizer --tool memcheck --error-exitcode 9 \
                 "$t" >> "$OUT/memcheck.log" 2>&1; then
             note "ok: memcheck $(basename "$t")"
         else
@@ -158,6 +162,31 @@ if [ $bench -eq 1 ]; then
         status=1
     fi
     cat "$OUT/bench.txt"
+fi
+
+# ---- end to end: placements of a 3B-shaped NF4 model through `strata bench run` ---
+# All on the GPU (decode against the HBM roofline), then a GPU budget that
+# leaves about half the layers in pinned host memory, streamed (copy rate vs
+# host->device bandwidth) or run on the CPU.  Results: e2e.txt.
+if [ $bench -eq 1 ] && [ $e2e -eq 1 ]; then
+    S="$BUILD/tools/strata" M=/tmp/strata-e2e
+    : > "$OUT/e2e.txt"
+    e2e_run() { echo "== strata bench run $*" >> "$OUT/e2e.txt"
+                "$S" bench run -m "$M/nf4" --prompt 512 --gen 64 "$@" >> "$OUT/e2e.txt" 2>&1; }
+    if { [ -f "$M/nf4/config.json" ] ||
+         { "$S" synth --like granite-4.1-3b "$M/bf16" &&
+           "$S" convert "$M/bf16" "$M/nf4" --quant nf4 --double-quant --quiet &&
+           rm -rf "$M/bf16"; }; } >> "$OUT/e2e.txt" 2>&1 &&
+       e2e_run --devices cuda &&
+       e2e_run --devices cuda --max-memory 0=1400MiB --host-exec stream &&
+       e2e_run --devices cuda --max-memory 0=1400MiB --host-exec cpu &&
+       e2e_run --devices cuda --logical-gpus 2 --strategy balanced; then
+        note "ok: end-to-end placements (e2e.txt)"
+    else
+        note "FAIL: end-to-end placements (see e2e.txt)"
+        status=1
+    fi
+    cat "$OUT/e2e.txt"
 fi
 
 note "gpu_check: $([ $status -eq 0 ] && echo PASS || echo FAIL)"
