@@ -150,6 +150,20 @@ uint64_t sr_kv_layer_bytes(const sr_model_dims *d, const sr_run_shape *s)
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+uint64_t sr_cuda_kernel_scratch(const sr_model_dims *d, const sr_run_shape *s)
+{
+    const int64_t T = s->chunk > 0 ? s->chunk : 1, H = d->hidden, I = d->intermediate;
+    const int64_t qkvw = (d->n_heads + 2 * d->n_kv_heads) * d->head_dim;
+    const uint64_t tile = SR_CUDA_PREFILL_TILE;
+    const uint64_t xconv = (uint64_t)(T * max64(H, I)) * 2;
+    uint64_t lora = 0;
+    if (d->n_adapters > 0)      /* gathered inputs, z, deltas, token list */
+        lora = (uint64_t)(T * (max64(H, I) + 3 * (int64_t)d->max_lora_rank +
+                               max64(qkvw, 2 * I) + 1)) * sizeof(float);
+    const uint64_t b = (uint64_t)(s->batch > 0 ? s->batch : 1);
+    return (tile + (xconv + lora) * b) / 4 * 5;
+}
+
 void sr_reserve_compute(const sr_model_dims *d, const sr_run_shape *s, sr_dev_kind kind,
                         bool default_budget, sr_reserve *r)
 {
@@ -178,7 +192,8 @@ void sr_reserve_compute(const sr_model_dims *d, const sr_run_shape *s, sr_dev_ki
     /* per position: the hiding bits on every tier; the host also keeps the
      * token, adapter index and RoPE position */
     r->positions = (uint64_t)s->ctx * (kind == SR_DEV_CPU ? 4 : 1) * sizeof(int32_t) * b;
-    if (default_budget && kind == SR_DEV_CUDA) r->runtime = SR_CUDA_RUNTIME_OVERHEAD;
+    if (kind == SR_DEV_CUDA)
+        r->runtime = sr_cuda_kernel_scratch(d, s) + (default_budget ? SR_CUDA_RUNTIME_OVERHEAD : 0);
     r->total = r->runtime + r->workspace + r->activations + r->logits + r->positions;
 }
 

@@ -12,7 +12,8 @@
  * The reserve (always inside the budget) is the scratch memory of running
  * units there, computed from the context length, the batch and the prefill
  * chunk: layer workspace (mirrors runtime/forward.c), activations and the
- * hop buffer, the logits, and on the host the per-position records.  The
+ * hop buffer, the logits, on the host the per-position records, and on a
+ * CUDA device the kernels' own scratch (sr_cuda_kernel_scratch).  The
  * planner prints it, so nothing is held back by an unstated rule. */
 #ifndef SR_OFFLOAD_BUDGET_H
 #define SR_OFFLOAD_BUDGET_H
@@ -27,6 +28,9 @@
 #include "runtime/kv_cache.h"
 
 #define SR_CUDA_RUNTIME_OVERHEAD (512ull << 20)  /* context + cuBLAS workspace */
+/* The CUDA kernels' own dequantized prefill tile (quant/cuda/gemm.cu, 64 MiB
+ * unless STRATA_CUDA_TILE_BYTES says otherwise) */
+#define SR_CUDA_PREFILL_TILE (64ull << 20)
 #define SR_HOST_OS_HEADROOM (1ull << 30)
 
 /* Sizes in accelerate's notation: "3GiB" "512MiB" "10KiB" (binary), "5GB"
@@ -63,13 +67,21 @@ typedef struct sr_run_shape {
 } sr_run_shape;
 
 typedef struct sr_reserve {
-    uint64_t runtime;       /* driver context (default budgets only) */
+    uint64_t runtime;       /* cuda: the kernels' scratch (sr_cuda_kernel_scratch), plus the
+                               driver context and cuBLAS workspace with default budgets */
     uint64_t workspace;     /* layer scratch for `chunk` tokens + the RoPE table */
     uint64_t activations;   /* activations, the hop buffer, per-token step data */
     uint64_t logits;
     uint64_t positions;     /* per-position records (hiding bits; host: + ids) */
     uint64_t total;         /* sum of the above */
 } sr_reserve;
+
+/* Device memory the CUDA kernels of one tier allocate for themselves
+ * (runtime/cuda/cuda_ctx.h scratch slots, each with its 1/4 headroom): the
+ * prefill tile, a chunk of activations rounded to 16 bits, the LoRA
+ * buffers of a chunk.  What strata itself allocates, so it is counted
+ * under an explicit budget too. */
+uint64_t sr_cuda_kernel_scratch(const sr_model_dims *d, const sr_run_shape *s);
 
 void sr_reserve_compute(const sr_model_dims *d, const sr_run_shape *s, sr_dev_kind kind,
                         bool default_budget, sr_reserve *r);

@@ -96,7 +96,9 @@ int sr_dbuf_check_range(const sr_dbuf *b, size_t off, size_t n, const char *what
 
 /* Copies between buffers (any devices) and between a buffer and host memory
  * that belongs to no device (e.g. the checkpoint mapping).  Out-of-range
- * offsets fail. */
+ * offsets fail.  Complete on return; on cuda they are NOT ordered after
+ * work still enqueued on the devices' streams (use the _on variants below,
+ * or sync those streams first). */
 int sr_dev_copy(const sr_dbuf *dst, size_t dst_off, const sr_dbuf *src, size_t src_off, size_t n,
                 sr_error *err);
 int sr_dev_upload(const sr_dbuf *dst, size_t dst_off, const void *host, size_t n, sr_error *err);

@@ -352,9 +352,23 @@ static int place_unit(sr_offload *o, const sr_unit_list *ul, int u, uint64_t pla
     return 0;
 }
 
+/* Waits for everything enqueued on any tier or copy stream (errors are
+ * dropped: it runs on the way out of a failure and before freeing), so no
+ * kernel or copy still reads a buffer that is freed or reused after. */
+static void drain(sr_offload *o)
+{
+    sr_error ignored;
+    for (int t = 0; t < o->n_tiers; t++)
+        if (o->t[t].ex.dev) (void)sr_tier_exec_sync(&o->t[t].ex, &ignored);
+#if SR_HAVE_CUDA
+    if (o->cuda_staging) (void)sr_cuda_stream_sync(&o->staging.copy, &ignored);
+#endif
+}
+
 void sr_offload_free(sr_offload *o)
 {
     if (!o) return;
+    drain(o);
     for (int u = 0; o->u && u < o->n_units; u++) {
         sr_dev_free(&o->u[u].stored);
         sr_dev_free(&o->u[u].derived);
@@ -678,6 +692,7 @@ int sr_offload_forward(sr_offload *o, const int32_t *tokens, int64_t T, float *l
         sr_step st;
         if (sr_step_begin(s, tokens + off, n, &st, err) ||
             run_chunk(o, &st, logits, all_logits, off + n == T, off, err)) {
+            drain(o);           /* a failed chunk may leave work enqueued */
             s->len = len0;      /* nothing of this call becomes part of the sequence */
             s->sw = sw0;
             return -1;

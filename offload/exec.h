@@ -80,7 +80,10 @@ int sr_offload_create(const sr_model *m, const sr_plan *plan, const sr_unit_list
                       sr_device_set *devs, int64_t ctx, sr_offload **out, sr_error *err);
 void sr_offload_free(sr_offload *o);
 
-/* As sr_forward: T new tokens, logits of the last ([V]) or of all ([T][V]). */
+/* As sr_forward: T new tokens, logits of the last ([V]) or of all ([T][V]).
+ * All logits (for tests and scoring) take a [chunk][V] buffer on the head's
+ * tier at first use, within its budget but beyond the plan, which counts
+ * the last token's logits only (what generation needs). */
 int sr_offload_forward(sr_offload *o, const int32_t *tokens, int64_t T, float *logits,
                        bool all_logits, sr_error *err);
 /* Forgets the sequence (keeps every allocation). */
