@@ -94,7 +94,9 @@ typedef struct strata_model_params {
      * positions (default_ctx) and one sequence at a time; each unit's
      * weights are copied onto its tier, host-tier layers are streamed to an
      * accelerator or run on the CPU.  Logits are bit-identical to the CPU
-     * run.  See strata_model_placement. */
+     * run on sim devices, and within the CUDA kernels' f32 rounding of it
+     * (|Δlogit| <= 1e-4 on the golden models) on cuda.  See
+     * strata_model_placement. */
     const char *devices;
     /* Called while loading with the fraction of the weight bytes read so far
      * (0..1, ends with 1); NULL: none. */
