@@ -69,16 +69,10 @@ int sr_dbuf_check_range(const sr_dbuf *b, size_t off, size_t n, const char *what
     return 0;
 }
 
-/* A copy that a CUDA device takes part in goes through device_cuda.cu. */
-static bool on_cuda(const sr_device *d)
-{
 #if SR_HAVE_CUDA
-    return d && d->kind == SR_DEV_CUDA && d->ops;
-#else
-    (void)d;
-    return false;
+/* A copy that a CUDA device takes part in goes through device_cuda.cu. */
+static bool on_cuda(const sr_device *d) { return d && d->kind == SR_DEV_CUDA && d->ops; }
 #endif
-}
 
 int sr_dev_copy_on(const sr_dbuf *dst, size_t dst_off, const sr_dbuf *src, size_t src_off,
                    size_t n, sr_stream *s, sr_error *err)
