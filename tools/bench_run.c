@@ -449,6 +449,13 @@ static const sr_device *tier_device(const sr_placement *pl, int t)
     return t < pl->devs.n_gpu ? &pl->devs.gpu[t] : &pl->devs.host;
 }
 
+/* Streamed weight bytes per second of decode wall time (what a streaming
+ * placement gets from the host link; compare with its copy bandwidth). */
+static double stream_gbps(const transfer_counts *x)
+{
+    return x->exec.step_s > 0 ? (double)x->exec.streamed / x->exec.step_s * 1e-9 : 0;
+}
+
 /* Whether copies overlap compute, in words (cpu and sim copy synchronously). */
 static const char *overlap_words(const sr_placement *pl)
 {
@@ -484,11 +491,11 @@ static void placement_text(const sr_placement *pl, const options *o, const trans
     }
     if (p->stream.n_layers)
         printf("streamed   %d layer%s to %s (prefetch %d, %d slot%s): %s per decode step "
-               "(plan %s)\n", p->stream.n_layers, p->stream.n_layers == 1 ? "" : "s",
-               pl->tiers[p->stream.tier].name, p->stream.prefetch, p->stream.slots,
-               p->stream.slots == 1 ? "" : "s",
+               "(plan %s), %.2f GB/s over the decode steps' wall time\n", p->stream.n_layers,
+               p->stream.n_layers == 1 ? "" : "s", pl->tiers[p->stream.tier].name,
+               p->stream.prefetch, p->stream.slots, p->stream.slots == 1 ? "" : "s",
                cli_fmt_bytes(per_step(x->exec.streamed, n), b[0], 32),
-               cli_fmt_bytes(p->stream.bytes_per_token, b[1], 32));
+               cli_fmt_bytes(p->stream.bytes_per_token, b[1], 32), stream_gbps(x));
     else
         printf("streamed   nothing: no layer is streamed\n");
     printf("moved      per decode step: %s into the accelerators, %s out (activations %s, step "
@@ -512,7 +519,7 @@ static json_t *placement_json(const sr_placement *pl, const options *o, const tr
     const bool async = sr_offload_get_stats(pl->exec)->async_copies;
     json_t *j = json_pack(
         "{s:s, s:s, s:s, s:s, s:I, s:f, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-        "s:f, s:f, s:f, s:f, s:b}",
+        "s:f, s:f, s:f, s:f, s:f, s:b}",
         "devices", o->place.devices, "strategy", sr_strategy_name(p->strategy), "host_exec",
         sr_exec_name(p->host_exec), "host_exec_reason", p->exec_reason, "ctx",
         (json_int_t)pl->shape.ctx, "place_s", place_s, "streamed_layers", p->stream.n_layers,
@@ -527,7 +534,8 @@ static json_t *placement_json(const sr_placement *pl, const options *o, const tr
         "device_out_bytes_per_token", (json_int_t)per_step(x->dev_out, n),
         "predicted_s_per_token", p->seconds_per_step, "predicted_tok_s", p->tokens_per_s,
         "copy_s_per_token", n ? x->exec.copy_s / (double)n : 0.0,
-        "step_s_per_token", n ? x->exec.step_s / (double)n : 0.0, "async_copies", async);
+        "step_s_per_token", n ? x->exec.step_s / (double)n : 0.0,
+        "stream_gb_s", stream_gbps(x), "async_copies", async);
     json_t *tiers = json_array();
     if (!j || !tiers) goto fail;
     for (int t = 0; t < p->n_tiers; t++) {
