@@ -8,7 +8,9 @@
 #ifndef SR_CODEC_SIMD_H
 #define SR_CODEC_SIMD_H
 
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+/* GCC only: clang 14 names the ifunc of an external multiversioned
+ * function "NAME.ifunc", so callers in other files do not link. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
 #define SR_CODEC_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #else
 #define SR_CODEC_CLONES
