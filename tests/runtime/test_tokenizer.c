@@ -272,7 +272,9 @@ static void test_invalid_utf8(void **state)
     (void)state;
     static const char *const inputs[] = {
         "a\x80 b", "\xF0\x9F\x98", "x \xC0\x80 y", "\xED\xA0\x80!", "\xF4\x90\x80\x80", "\xFF",
-        "ok \xE2\x82 then \xE2\x82\xAC and 123\x80" "456   \x80\n\n", "<|end_of_text|>\x80<|end_of_role|>",
+        /* split so "\x80" does not swallow the digits after it */
+        ("ok \xE2\x82 then \xE2\x82\xAC and 123\x80" "456   \x80\n\n"),
+        "<|end_of_text|>\x80<|end_of_role|>",
     };
     for (int t = 0; t < N_TOK; t++) {
         for (size_t k = 0; k < sizeof inputs / sizeof *inputs; k++) {
