@@ -73,6 +73,17 @@ static uint64_t layout_model_bytes(const sr_unit_list *ul)
     return total;
 }
 
+/* The model at `path` and its units for the layouts' run shape. */
+static sr_model *layout_load(const char *path, sr_unit_list *ul)
+{
+    sr_model *m;
+    sr_error err;
+    if (sr_model_load(path, NULL, &m, &err)) fail_msg("%s", err.msg);
+    sr_run_shape shape = {.ctx = CTX, .batch = 1, .chunk = CTX, .threads = 2};
+    if (sr_units_from_catalog(&m->cat, &m->cfg, &shape, ul, &err)) fail_msg("%s", err.msg);
+    return m;
+}
+
 /* The plan of `lay` over devs (layout_gpus(lay) accelerators, host 1 GiB). */
 static int layout_plan(const sr_model *m, const sr_unit_list *ul, layout lay, sr_device_set *devs,
                        sr_plan *plan, sr_error *err)
@@ -190,12 +201,9 @@ typedef int (*layout_planner)(const sr_model *m, const sr_unit_list *ul, layout 
 static void layout_check_model(const char *path, const char *cases, layout first,
                                layout_planner make_plan, double tol, bool exact_derived)
 {
-    sr_model *m;
     sr_error err;
-    if (sr_model_load(path, NULL, &m, &err)) fail_msg("%s", err.msg);
-    sr_run_shape shape = {.ctx = CTX, .batch = 1, .chunk = CTX, .threads = 2};
     sr_unit_list ul;
-    if (sr_units_from_catalog(&m->cat, &m->cfg, &shape, &ul, &err)) fail_msg("%s", err.msg);
+    sr_model *m = layout_load(path, &ul);
     int32_t toks[12][MAX_T];
     int len[12];
     const int nc = case_tokens(cases, toks, len, 12);
@@ -283,12 +291,9 @@ static void layout_check_quantized(layout first, layout_planner make_plan, doubl
  * boundary is accounted for. */
 static void layout_check_stream_bytes(layout lay, layout_planner make_plan)
 {
-    sr_model *m;
     sr_error err;
-    if (sr_model_load(test_data("model/switch-3a"), NULL, &m, &err)) fail_msg("%s", err.msg);
-    sr_run_shape shape = {.ctx = CTX, .batch = 1, .chunk = CTX, .threads = 2};
     sr_unit_list ul;
-    if (sr_units_from_catalog(&m->cat, &m->cfg, &shape, &ul, &err)) fail_msg("%s", err.msg);
+    sr_model *m = layout_load(test_data("model/switch-3a"), &ul);
     sr_device_set devs;
     sr_plan plan;
     if (make_plan(m, &ul, lay, &devs, &plan, &err)) fail_msg("%s", err.msg);

@@ -51,12 +51,9 @@ static void test_stream_bytes_per_token(void **state)
 static void test_errors(void **state)
 {
     (void)state;
-    sr_model *m;
     sr_error err;
-    if (sr_model_load(test_data("model/granite-dense"), NULL, &m, &err)) fail_msg("%s", err.msg);
-    sr_run_shape shape = {.ctx = CTX, .batch = 1, .chunk = CTX, .threads = 2};
     sr_unit_list ul;
-    if (sr_units_from_catalog(&m->cat, &m->cfg, &shape, &ul, &err)) fail_msg("%s", err.msg);
+    sr_model *m = layout_load(test_data("model/granite-dense"), &ul);
     sr_device_set devs;
     sr_plan plan;
     if (make_plan(m, &ul, NEIGHBOURS_APART, &devs, &plan, &err)) fail_msg("%s", err.msg);
@@ -94,12 +91,9 @@ static void test_errors(void **state)
 static void test_create_alloc_failures(void **state)
 {
     (void)state;
-    sr_model *m;
     sr_error err;
-    if (sr_model_load(test_data("model/switch-3a"), NULL, &m, &err)) fail_msg("%s", err.msg);
-    sr_run_shape shape = {.ctx = CTX, .batch = 1, .chunk = CTX, .threads = 2};
     sr_unit_list ul;
-    if (sr_units_from_catalog(&m->cat, &m->cfg, &shape, &ul, &err)) fail_msg("%s", err.msg);
+    sr_model *m = layout_load(test_data("model/switch-3a"), &ul);
     sr_device_set devs;
     sr_plan plan;
     if (make_plan(m, &ul, NEIGHBOURS_STREAM, &devs, &plan, &err)) fail_msg("%s", err.msg);
