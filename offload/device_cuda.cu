@@ -150,9 +150,9 @@ extern "C" void sr_device_set_cuda_runnable(sr_device_set *set)
     set->host.ops = &pinned_ops;
 }
 
-extern "C" bool sr_cuda_peer_enable(int a, int b)
+// Enables access from physical GPU a to b's memory, asking the driver.
+static bool peer_enable_now(int a, int b)
 {
-    if (a == b) return true;
     int ok = 0;
     if (cudaDeviceCanAccessPeer(&ok, a, b) != cudaSuccess || !ok) {
         (void)cudaGetLastError();
@@ -167,6 +167,22 @@ extern "C" bool sr_cuda_peer_enable(int a, int b)
     if (e == cudaErrorPeerAccessAlreadyEnabled) e = cudaSuccess;
     (void)cudaGetLastError();
     return e == cudaSuccess;
+}
+
+// What peer_enable_now found per pair of physical GPUs (0: not asked yet,
+// 1: enabled, -1: unavailable), so a copy does not ask the driver again.
+static int peer_known[SR_MAX_DEVICES][SR_MAX_DEVICES];
+static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
+
+extern "C" bool sr_cuda_peer_enable(int a, int b)
+{
+    if (a == b) return true;
+    if (a < 0 || b < 0 || a >= SR_MAX_DEVICES || b >= SR_MAX_DEVICES) return peer_enable_now(a, b);
+    pthread_mutex_lock(&peer_lock);
+    if (!peer_known[a][b]) peer_known[a][b] = peer_enable_now(a, b) ? 1 : -1;
+    const bool ok = peer_known[a][b] > 0;
+    pthread_mutex_unlock(&peer_lock);
+    return ok;
 }
 
 extern "C" int sr_device_set_cuda(sr_device_set *set, int logical_gpus, bool pinned_host,
