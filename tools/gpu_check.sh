@@ -17,7 +17,8 @@
 #      options: --memcheck (compute-sanitizer on every CUDA test; slower),
 #               --all (the whole test suite, not only the cuda suite),
 #               --no-bench, --no-e2e (skip the end-to-end placements of a
-#               3B-shaped NF4 model: synth + convert + `strata bench run`),
+#               3B-shaped NF4 model: synth + convert + `strata bench run`, and
+#               bench/hf_offload_anchor.py where torch with CUDA is installed),
 #               --arch sm_90 (meson gpu_arch).
 #
 # The .debs are unpacked into /tmp/strata-sysroot (never over /), found
@@ -185,6 +186,19 @@ if [ $bench -eq 1 ] && [ $e2e -eq 1 ]; then
     else
         note "FAIL: end-to-end placements (see e2e.txt)"
         status=1
+    fi
+    # the PyTorch anchor on the same shapes, where torch with CUDA is installed
+    if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+        echo "== bench/hf_offload_anchor.py (PyTorch, accelerate-style layer-by-layer offload)" \
+            >> "$OUT/e2e.txt"
+        if python3 "$ROOT/bench/hf_offload_anchor.py" >> "$OUT/e2e.txt" 2>&1; then
+            note "ok: PyTorch offload anchor (e2e.txt)"
+        else
+            note "FAIL: PyTorch offload anchor (see e2e.txt)"
+            status=1
+        fi
+    else
+        note "skipped: PyTorch offload anchor (no torch with CUDA on this machine)"
     fi
     cat "$OUT/e2e.txt"
 fi
