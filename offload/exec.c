@@ -99,23 +99,10 @@ static void *rl(reloc *r, const void *p, size_t n)
     return (char *)r->derived->ptr + at;
 }
 
-static size_t qm_data_bytes(const sr_qmatrix *w)
-{
-    uint64_t n = (uint64_t)w->rows * (uint64_t)w->cols;
-    switch (w->fmt) {
-    case SR_W_F32: return (size_t)n * 4;
-    case SR_W_BF16:
-    case SR_W_F16: return (size_t)n * 2;
-    case SR_W_NF4:
-    case SR_W_FP4: return (size_t)((n + 1) / 2);
-    default: return (size_t)n;
-    }
-}
-
 static void rl_qmatrix(reloc *r, const sr_qmatrix *src, sr_qmatrix *dst)
 {
     *dst = sr_qmatrix_borrow(src);
-    dst->data = rl(r, src->data, qm_data_bytes(src));
+    dst->data = rl(r, src->data, (size_t)sr_qmatrix_data_bytes(src));
     if (src->scales && src->blocksize > 0) {
         uint64_t n = (uint64_t)src->rows * (uint64_t)src->cols;
         dst->scales = rl(r, src->scales, sizeof(float) * (size_t)((n + (uint64_t)src->blocksize - 1) /

@@ -40,20 +40,6 @@ extern "C" int sr_cuda_qmatrix_check(const sr_qmatrix *w, const char *what, sr_e
     return 0;
 }
 
-static size_t data_bytes(const sr_qmatrix *w)
-{
-    uint64_t n = (uint64_t)w->rows * (uint64_t)w->cols;
-    switch (w->fmt) {
-    case SR_W_F32: return (size_t)(n * 4);
-    case SR_W_BF16:
-    case SR_W_F16: return (size_t)(n * 2);
-    case SR_W_NF4:
-    case SR_W_FP4: return (size_t)((n + 1) / 2);
-    case SR_W_INT8: return (size_t)n;
-    default: return 0;
-    }
-}
-
 extern "C" void sr_cuda_qmatrix_free(sr_qmatrix *dev)
 {
     if (!dev) return;
@@ -72,7 +58,7 @@ extern "C" int sr_cuda_qmatrix_upload(const sr_qmatrix *host, sr_qmatrix *dev, s
     d.scales = NULL;
     d.scb = NULL;
     const uint64_t n = (uint64_t)host->rows * (uint64_t)host->cols;
-    d.data = sr_cuda_dup(host->data, data_bytes(host), err);
+    d.data = sr_cuda_dup(host->data, (size_t)sr_qmatrix_data_bytes(host), err);
     if (!d.data) goto fail;
     if (sr_wformat_is_4bit(host->fmt)) {
         uint64_t nb = (n + (uint64_t)host->blocksize - 1) / (uint64_t)host->blocksize;
