@@ -28,6 +28,7 @@ int sr_tier_exec_init(sr_tier_exec *t, sr_device *dev, const sr_model *m, sr_err
         return sr_fail_prefix(err, "%s", dev->name);
     }
     t->cuda = c;
+    t->prefill = (int)sr_cuda_prefill_compute();
     return 0;
 #else
     (void)m;
@@ -52,8 +53,9 @@ int sr_tier_exec_sync(sr_tier_exec *t, sr_error *err)
 
 #if SR_HAVE_CUDA
 /* The CUDA view of one call on the tier. */
-static sr_cuda_unit_io cuda_io(const sr_model *view, const sr_step *st, const sr_step *sth,
-                               float *x, const sr_workspace *ws, const uint32_t *mem)
+static sr_cuda_unit_io cuda_io(const sr_tier_exec *t, const sr_model *view, const sr_step *st,
+                               const sr_step *sth, float *x, const sr_workspace *ws,
+                               const uint32_t *mem)
 {
     sr_cuda_unit_io io;
     memset(&io, 0, sizeof io);
@@ -75,7 +77,7 @@ static sr_cuda_unit_io cuda_io(const sr_model *view, const sr_step *st, const sr
     io.key_mem = mem;
     io.adapter_host = sth ? sth->adapter : NULL;
     io.inv_freq = view->rope.inv_freq;
-    io.compute = sr_cuda_prefill_compute();
+    io.compute = (sr_cuda_dtype)t->prefill;
     return io;
 }
 #endif
@@ -85,7 +87,7 @@ int sr_tier_embed(sr_tier_exec *t, const sr_model *view, const sr_step *st, floa
 {
 #if SR_HAVE_CUDA
     if (t->cuda) {
-        sr_cuda_unit_io io = cuda_io(view, st, NULL, x, NULL, NULL);
+        sr_cuda_unit_io io = cuda_io(t, view, st, NULL, x, NULL, NULL);
         return sr_cuda_embed_unit(t->cuda, &io, &view->embed, err) ? sr_fail_prefix(err,
                                                                      "%s: embedding", t->dev->name)
                                                                    : 0;
@@ -103,7 +105,7 @@ int sr_tier_layer(sr_tier_exec *t, const sr_model *view, const sr_layer_weights 
 {
 #if SR_HAVE_CUDA
     if (t->cuda) {
-        sr_cuda_unit_io io = cuda_io(view, st, sth, x, ws, kv->mem);
+        sr_cuda_unit_io io = cuda_io(t, view, st, sth, x, ws, kv->mem);
         if (sr_cuda_layer_unit(t->cuda, &io, w, kv->k[l], kv->v[l], kv->ctx, err))
             return sr_fail_prefix(err, "%s: layer %d", t->dev->name, l);
         return 0;
@@ -121,7 +123,7 @@ int sr_tier_head(sr_tier_exec *t, const sr_model *view, const sr_step *st, const
 {
 #if SR_HAVE_CUDA
     if (t->cuda) {
-        sr_cuda_unit_io io = cuda_io(view, st, NULL, (float *)x, ws, NULL);
+        sr_cuda_unit_io io = cuda_io(t, view, st, NULL, (float *)x, ws, NULL);
         if (sr_cuda_head_unit(t->cuda, &io, view->final_norm, &view->head, rows, logits, err))
             return sr_fail_prefix(err, "%s: head", t->dev->name);
         return 0;

@@ -18,6 +18,7 @@ typedef struct sr_tier_exec {
     sr_device *dev;
     sr_stream stream;           /* cuda: the compute stream; cpu / sim: a no-op handle */
     void *cuda;                 /* cuda: the kernels' context (sr_cuda_ctx) on that stream */
+    int prefill;                /* cuda: the prefill GEMMs' inputs (sr_cuda_dtype), read once */
 } sr_tier_exec;
 
 /* A tier that runs units of m.  Fails naming the device where its backend
