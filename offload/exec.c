@@ -186,9 +186,9 @@ struct sr_offload {
     int stream_tier, n_slots, prefetch;
     sr_dbuf slots[SR_MAX_PREFETCH + 1];
 #if SR_HAVE_CUDA
-    sr_cuda_staging staging;    /* the slots on a cuda stream tier (slots[] alias them) */
+    sr_cuda_staging staging;    /* the slots on a cuda stream tier (slots[] alias them);
+                                   staging.dev is set once they exist */
 #endif
-    bool cuda_staging;
     int n_streamed;
     int *streamed;              /* unit indices of streamed layers, in order */
     /* host: switch state, positions, hiding bits (no KV: the tiers hold it) */
@@ -348,7 +348,7 @@ static void drain(sr_offload *o)
     for (int t = 0; t < o->n_tiers; t++)
         if (o->t[t].ex.dev) (void)sr_tier_exec_sync(&o->t[t].ex, &ignored);
 #if SR_HAVE_CUDA
-    if (o->cuda_staging) (void)sr_cuda_stream_sync(&o->staging.copy, &ignored);
+    if (o->staging.dev) (void)sr_cuda_stream_sync(&o->staging.copy, &ignored);
 #endif
 }
 
@@ -374,7 +374,7 @@ void sr_offload_free(sr_offload *o)
         sr_tier_exec_free(&tr->ex);
     }
 #if SR_HAVE_CUDA
-    if (o->cuda_staging) sr_cuda_staging_free(&o->staging);
+    if (o->staging.dev) sr_cuda_staging_free(&o->staging);
     else
 #endif
         for (int s = 0; s < o->n_slots; s++) sr_dev_free(&o->slots[s]);
@@ -416,7 +416,6 @@ static int alloc_slots(sr_offload *o, uint64_t slot_bytes, sr_error *err)
 #if SR_HAVE_CUDA
     if (d->kind == SR_DEV_CUDA) {
         if (sr_cuda_staging_init(&o->staging, d, o->n_slots, (size_t)slot_bytes, err)) return -1;
-        o->cuda_staging = true;
         for (int s = 0; s < o->n_slots; s++) o->slots[s] = o->staging.slot[s];
         o->stats.staging[o->stream_tier] += slot_bytes * (uint64_t)o->n_slots;
         return 0;
@@ -574,7 +573,7 @@ static int stream_in(sr_offload *o, int j, sr_error *err)
     const double t0 = now_s();
 #if SR_HAVE_CUDA
     /* on the copy stream, once the slot's previous layer has released it */
-    if (o->cuda_staging) {
+    if (o->staging.dev) {
         if (sr_cuda_staging_fill(&o->staging, ur->slot, ur->stored.ptr, (size_t)ur->set.bytes,
                                  err))
             return -1;
@@ -595,14 +594,14 @@ static int run_layer(sr_offload *o, int u, int l, const sr_step *st, const sr_st
     tier_rt *tr = &o->t[o->exec_tier[u]];
     const int slot = o->exec[u] == SR_EXEC_STREAM ? o->u[u].slot : -1;
 #if SR_HAVE_CUDA
-    if (slot >= 0 && o->cuda_staging &&
+    if (slot >= 0 && o->staging.dev &&
         sr_cuda_staging_acquire(&o->staging, slot, &tr->ex.stream, err))
         return -1;
 #endif
     if (sr_tier_layer(&tr->ex, &tr->view, &o->u[u].w, l, &tr->kv, st, sth, tr->x, &tr->ws, err))
         return -1;
 #if SR_HAVE_CUDA
-    if (slot >= 0 && o->cuda_staging &&
+    if (slot >= 0 && o->staging.dev &&
         sr_cuda_staging_release(&o->staging, slot, &tr->ex.stream, err))
         return -1;
 #endif
