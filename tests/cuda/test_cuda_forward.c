@@ -191,37 +191,26 @@ static void generate_case(model_run *r, const char *name, const case_file *c)
     free(gpu);
 }
 
+static void visit(const char *name, const char *kind, int64_t prefill_k, const case_file *c,
+                  void *ctx)
+{
+    model_run *r = ctx;
+    if (!strcmp(kind, "forward")) {
+        for (int64_t b = 0; b < c->ids->shape[0]; b++) forward_row(r, name, c, b, prefill_k);
+    } else if (c->ids->shape[0] == 1) {
+        generate_case(r, name, c);
+    }
+}
+
 static void run(model_run *r, const char *dir)
 {
     sr_error err = {{0}};
     if (sr_model_load(dir, NULL, &r->m, &err)) fail_msg("load %s: %s", dir, err.msg);
     if (sr_cuda_model_upload(r->m, ctx, &r->dm, &err)) fail_msg("upload %s: %s", dir, err.msg);
-    char rel[256];
-    snprintf(rel, sizeof rel, "model/%s/cases/manifest.json", r->cases);
-    json_error_t je;
-    json_t *man = json_load_file(test_data(rel), 0, &je);
-    assert_non_null(man);
-    json_t *cases = json_object_get(man, "cases"), *cs;
-    size_t i;
-    int n = 0;
-    json_array_foreach(cases, i, cs) {
-        const char *name = json_string_value(json_object_get(cs, "name"));
-        const char *kind = json_string_value(json_object_get(cs, "kind"));
-        case_file c;
-        open_case(r->cases, json_string_value(json_object_get(cs, "file")), &c);
-        if (!strcmp(kind, "forward")) {
-            const int64_t pk = json_integer_value(json_object_get(cs, "prefill_k"));
-            for (int64_t b = 0; b < c.ids->shape[0]; b++) forward_row(r, name, &c, b, pk);
-        } else if (c.ids->shape[0] == 1) {
-            generate_case(r, name, &c);
-        }
-        sr_st_close(c.f);
-        n++;
-    }
+    const int n = for_each_case(r->cases, visit, r);
     fprintf(stderr, "%s: %d cases on CUDA, max |dlogit| %.3g (%llu device bytes of weights)\n",
             r->label, n, r->worst, (unsigned long long)sr_cuda_model_bytes(r->dm));
     assert_true(n > 0);
-    json_decref(man);
     sr_cuda_model_free(r->dm);
     sr_model_free(r->m);
 }

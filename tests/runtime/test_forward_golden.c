@@ -197,37 +197,27 @@ static void check_generate(const char *model, const char *name, sr_model *m, con
     free(steps);
 }
 
+typedef struct model_run { const char *model; sr_model *m; double worst; } model_run;
+
+static void visit(const char *name, const char *kind, int64_t prefill_k, const case_file *c,
+                  void *ctx)
+{
+    model_run *r = ctx;
+    if (!strcmp(kind, "forward")) {
+        for (int64_t b = 0; b < c->ids->shape[0]; b++)
+            check_forward_row(r->model, name, r->m, c, b, prefill_k, &r->worst);
+    } else {
+        check_generate(r->model, name, r->m, c, &r->worst);
+    }
+}
+
 static void run_model(const char *model)
 {
-    char rel[256];
-    snprintf(rel, sizeof rel, "model/%s/cases/manifest.json", model);
-    json_error_t je;
-    json_t *man = json_load_file(test_data(rel), 0, &je);
-    assert_non_null(man);
-    sr_model *m = load(model);
-    json_t *cases = json_object_get(man, "cases"), *cs;
-    size_t i;
-    int n = 0;
-    double worst = 0;
-    json_array_foreach(cases, i, cs) {
-        const char *name = json_string_value(json_object_get(cs, "name"));
-        const char *kind = json_string_value(json_object_get(cs, "kind"));
-        const char *file = json_string_value(json_object_get(cs, "file"));
-        case_file c;
-        open_case(model, file, &c);
-        if (!strcmp(kind, "forward")) {
-            int64_t pk = json_integer_value(json_object_get(cs, "prefill_k"));
-            for (int64_t b = 0; b < c.ids->shape[0]; b++) check_forward_row(model, name, m, &c, b, pk, &worst);
-        } else {
-            check_generate(model, name, m, &c, &worst);
-        }
-        sr_st_close(c.f);
-        n++;
-    }
-    fprintf(stderr, "%s: %d cases, max |dlogit| %.3g\n", model, n, worst);
+    model_run r = {.model = model, .m = load(model)};
+    const int n = for_each_case(model, visit, &r);
+    fprintf(stderr, "%s: %d cases, max |dlogit| %.3g\n", model, n, r.worst);
     assert_true(n > 0);
-    sr_model_free(m);
-    json_decref(man);
+    sr_model_free(r.m);
 }
 
 static void test_granite_dense(void **state) { (void)state; run_model("granite-dense"); }
