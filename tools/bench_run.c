@@ -100,8 +100,7 @@ static void usage(FILE *f)
             "  per decode step (planned and counted), the copy time and whether copies overlap\n"
             "  compute, next to the tokens/s of prefill and decode for that placement\n"
             "Thread placement and waiting follow OpenMP's environment (e.g. OMP_PROC_BIND=close,\n"
-            "OMP_WAIT_POLICY); STRATA_PREFILL=bf16 selects the opt-in bf16 prefill,\n"
-            "STRATA_KERNELS=int8 the opt-in int8 kernels (quant/matmul.h).\n");
+            "OMP_WAIT_POLICY).\n" CLI_KERNEL_ENV_USAGE);
 }
 
 static int parse_count(const char *opt, const char *v, int lo, int *out)

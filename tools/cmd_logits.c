@@ -27,7 +27,7 @@ static void usage(FILE *f)
                "  --indices FILE   also write the adapter index of every position (int32)\n"
                "  --ctx N          context limit (default and cap: max_position_embeddings)\n"
                "  --kv-type T      KV cache elements: f32 (default) or bf16 (half the memory)\n"
-               "  --check          refuse weights holding NaN or Inf\n");
+               "  --check          refuse weights holding NaN or Inf\n" CLI_KERNEL_ENV_USAGE);
 }
 
 /* Writes n bytes for path (cli_out_commit publishes them). */

@@ -79,7 +79,7 @@ static void usage(FILE *f)
     placement_args_usage(f);
     fprintf(f,
         "  the context (--ctx, default min(max_position_embeddings, 4096)) is planned at\n"
-        "  load: a longer prompt + -n needs a larger --ctx\n");
+        "  load: a longer prompt + -n needs a larger --ctx\n" CLI_KERNEL_ENV_USAGE);
 }
 
 typedef struct run_opts {
