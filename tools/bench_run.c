@@ -311,6 +311,8 @@ typedef struct run_result {
                                  * GB/s over the probe pass right before it */
     double *own;                /* the same over a plain read of the step's weight
                                  * bytes right before it; NULL: not measured */
+    double *probe;              /* in: room for --gen values; out: the GB/s of the
+                                 * probe pass right before each step */
     double best_own_gbps;       /* fastest such read */
     transfer_counts xfer;       /* placed: what the decode steps moved */
 } run_result;
@@ -361,10 +363,11 @@ static int one_run(runner *rn, const sr_model *m, const int32_t *prompt, const o
                    float *logits, bw_probe *probe, const bw_region *regions, size_t nregions,
                    double *best_gbps, run_result *r, sr_error *err)
 {
-    double *paired = r->paired, *own = r->own;
+    double *paired = r->paired, *own = r->own, *probe_gbps = r->probe;
     memset(r, 0, sizeof *r);
     r->paired = paired;
     r->own = own;
+    r->probe = probe_gbps;
     r->best_step_s = INFINITY;
     const double w_bytes = (double)weight_bytes_per_token(m), kv_per_key = (double)kv_bytes_read(m, 1);
     runner_reset(rn);
@@ -397,6 +400,7 @@ static int one_run(runner *rn, const sr_model *m, const int32_t *prompt, const o
         /* Step i reads the weights and the keys 0..prompt+i. */
         const double bytes = w_bytes + kv_per_key * (double)(o->prompt + i + 1);
         r->paired[i] = bytes / dt * 1e-9 / g;
+        r->probe[i] = g;
         if (r->own) r->own[i] = own_gbps > 0 ? bytes / dt * 1e-9 / own_gbps : 0;
     }
     if (rn->pl) collect_transfers(rn->pl, &r->xfer);
@@ -584,7 +588,7 @@ int bench_run(int argc, char **argv)
     float *logits = NULL;
     int32_t *prompt = NULL;
     bw_probe probe = {0};
-    double *paired = NULL, *own = NULL;
+    double *paired = NULL, *own = NULL, *probe_gbps = NULL;
     bw_region *regions = NULL;
     size_t nregions = 0;
     bool probe_open = false;
@@ -637,18 +641,20 @@ int bench_run(int argc, char **argv)
     run_result best = {0};
     const size_t n_steps = (size_t)(o.gen > 0 ? o.gen : 1) * (size_t)o.runs;
     paired = malloc(sizeof *paired * n_steps);
+    probe_gbps = malloc(sizeof *probe_gbps * n_steps);
     /* The plain read of the weights needs them in this process's memory:
      * not with a placement (its copies live on the devices' tiers). */
     if (!placed) {
         regions = weight_regions(m, &nregions);
         own = malloc(sizeof *own * n_steps);
     }
-    if (!paired || (!placed && (!regions || !own))) {
+    if (!paired || !probe_gbps || (!placed && (!regions || !own))) {
         fprintf(stderr, "strata bench run: out of memory\n");
         goto done;
     }
     for (int r = 0; r < o.runs; r++) {
         run_result cur = {.paired = paired + (size_t)r * (size_t)o.gen,
+                          .probe = probe_gbps + (size_t)r * (size_t)o.gen,
                           .own = own ? own + (size_t)r * (size_t)o.gen : NULL};
         if (one_run(&rn, m, prompt, &o, logits, &probe, regions, nregions, &best_gbps, &cur,
                     &err)) {
@@ -684,6 +690,9 @@ int bench_run(int argc, char **argv)
     const double paired_q1 = bw_paired_quantile(paired, n_paired, 0.25);
     const double paired_med = bw_paired_quantile(paired, n_paired, 0.5);
     const double paired_q3 = bw_paired_quantile(paired, n_paired, 0.75);
+    /* How far the probe passes themselves spread: the strict ratio's context. */
+    const double probe_min = bw_paired_quantile(probe_gbps, n_paired, 0);
+    const double probe_med = bw_paired_quantile(probe_gbps, n_paired, 0.5);
     /* The same against a plain read of the step's own weight bytes: on a VM
      * the probe's buffer can read faster than the weights' memory does
      * (BENCHMARKS.md, "Decode, tenth pass"). */
@@ -724,6 +733,11 @@ int bench_run(int argc, char **argv)
             load[0], "prefill_ms_per_token", 1e3 * best.prefill_s / o.prompt, "prefill_cpu_s",
             best.prefill_cpu_s, "decode_cpu_s", best.decode_cpu_s);
         sr_free(umodel);
+        if (j && (json_object_set_new(j, "bandwidth_gbps_median", json_real(probe_med)) ||
+                  json_object_set_new(j, "bandwidth_gbps_min", json_real(probe_min)))) {
+            json_decref(j);
+            j = NULL;
+        }
         if (j && own &&
             (json_object_set_new(j, "own_read_gbps", json_real(best.best_own_gbps)) ||
              json_object_set_new(j, "own_read_ratio_median", json_real(own_med)) ||
@@ -760,9 +774,10 @@ int bench_run(int argc, char **argv)
             printf("decode     %d steps: %.2f tok/s (fastest step %.2f tok/s), "
                    "CPU %.2f s for %.2f s wall\n", o.gen, decode_tps, 1.0 / best.best_step_s,
                    best.decode_cpu_s, best.decode_s);
-            printf("bandwidth  %.2f GB/s (probe, same run); %.3f GB read per step "
-                   "(%.3f GB weights + %s KV)\n", best_gbps, step_bytes * 1e-9, wbytes * 1e-9,
-                   sr_kv_type_name(m->kv_type));
+            printf("bandwidth  %.2f GB/s (best probe pass, same run; before the steps: median "
+                   "%.2f, slowest %.2f)\n", best_gbps, probe_med, probe_min);
+            printf("bytes      %.3f GB read per step (%.3f GB weights + %s KV)\n",
+                   step_bytes * 1e-9, wbytes * 1e-9, sr_kv_type_name(m->kv_type));
             printf("ceiling    %.2f tok/s; decode at %.1f%% of it (fastest step %.1f%%)\n",
                    ceiling_tps, 100 * ratio, 100 * best_step_ratio);
             printf("paired     each step against the probe pass right before it: median "
@@ -778,6 +793,7 @@ int bench_run(int argc, char **argv)
     rc = 0;
 done:
     free(paired);
+    free(probe_gbps);
     free(own);
     free(regions);
     if (probe_open) bw_probe_close(&probe);

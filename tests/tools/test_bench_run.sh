@@ -12,6 +12,7 @@ check "text exits 0" [ $rc -eq 0 ]
 check "prefill line" grep -qE '^prefill +12 tokens: [0-9.]+ tok/s \(f32\)' "$TMP/out"
 check "decode line" grep -qE '^decode +5 steps: [0-9.]+ tok/s' "$TMP/out"
 check "ceiling line" grep -qE '^ceiling +[0-9.]+ tok/s; decode at [0-9.]+%' "$TMP/out"
+check "bandwidth line" grep -qE '^bandwidth +[0-9.]+ GB/s \(best probe pass, same run; before the steps: median [0-9.]+, slowest [0-9.]+\)' "$TMP/out"
 check "paired line" grep -qE '^paired +each step against the probe pass right before it: median [0-9.]+% \(quartiles [0-9.]+-[0-9.]+%\)' "$TMP/out"
 check "own-read line" grep -qE '^own read +each step against a plain read of its weight bytes right before it \(best [0-9.]+ GB/s\): median [0-9.]+% \(quartiles [0-9.]+-[0-9.]+%\)' "$TMP/out"
 check "stderr empty" [ ! -s "$TMP/err" ]
@@ -27,6 +28,7 @@ for k in ["prefill_tok_s", "decode_tok_s", "ttft_s", "bandwidth_gbps", "ceiling_
           "paired_ratio_q1", "paired_ratio_median", "paired_ratio_q3"]:
     assert j[k] > 0, (k, j[k])
 assert j["paired_ratio_q1"] <= j["paired_ratio_median"] <= j["paired_ratio_q3"]
+assert 0 < j["bandwidth_gbps_min"] <= j["bandwidth_gbps_median"] <= j["bandwidth_gbps"], j
 assert j["own_read_gbps"] > 0 and j["own_read_ratio_q1"] > 0, j
 assert j["own_read_ratio_q1"] <= j["own_read_ratio_median"] <= j["own_read_ratio_q3"]
 assert j["prompt"] == 20 and j["gen"] == 4 and j["runs"] == 1
