@@ -336,8 +336,20 @@ static int prefill_tiles(const sr_kernels *k, const sr_qmatrix *w, const float *
 
 static int fits_blasint(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
+/* Prefill with bf16 operands (want_bf16: 1 asked by STRATA_PREFILL=bf16,
+ * 2 implied by the int8 mode; 0: f32). */
+static void prefill(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
+                    int64_t ldy, sr_isa isa, int want_bf16);
+
 void sr_matmul_prefill(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
                        int64_t ldy, sr_isa isa)
+{
+    const char *mode = getenv("STRATA_PREFILL");
+    prefill(w, x, n, ldx, y, ldy, isa, mode && !strcmp(mode, "bf16"));
+}
+
+static void prefill(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, float *y,
+                    int64_t ldy, sr_isa isa, int want_bf16)
 {
     if (n <= 0 || w->rows <= 0) return;
     if (w->cols <= 0) {
@@ -350,11 +362,10 @@ void sr_matmul_prefill(const sr_qmatrix *w, const float *x, int64_t n, int64_t l
         sr_matmul_decode(w, x, n, ldx, y, ldy, isa);
         return;
     }
-    const char *mode = getenv("STRATA_PREFILL");
-    int bf16 = mode && !strcmp(mode, "bf16");
+    int bf16 = want_bf16 != 0;
     if (bf16 && !sr_matmul_bf16_available()) {
         static atomic_int warned;
-        if (!atomic_exchange(&warned, 1)) {
+        if (want_bf16 == 1 && !atomic_exchange(&warned, 1)) {
             sr_warn("STRATA_PREFILL=bf16: this CPU has no AVX512_BF16 and this OpenBLAS no "
                     "cblas_sbgemm (built without BUILD_BFLOAT16); prefill stays f32");
         }
@@ -388,7 +399,15 @@ void sr_matmul(const sr_qmatrix *w, const float *x, int64_t n, int64_t ldx, floa
             !sr_bf16dot_decode(w->data, w->rows, w->cols, x, y))
             return;
     }
-    if (n <= 8) sr_matmul_decode(w, x, n, ldx, y, ldy, isa);
+    if (n <= 8) {
+        sr_matmul_decode(w, x, n, ldx, y, ldy, isa);
+        return;
+    }
+    /* The int8 mode's prefill of bf16 weights: x rounded to bf16 as well, the
+     * numerics of a bf16 model upstream (the weights lose nothing). */
+    const int int8_bf16 = w->fmt == SR_W_BF16 && isa == SR_ISA_AVX512 &&
+                          sr_matmul_get_mode() == SR_MATMUL_INT8;
+    if (int8_bf16) prefill(w, x, n, ldx, y, ldy, isa, 2);
     else sr_matmul_prefill(w, x, n, ldx, y, ldy, isa);
 }
 

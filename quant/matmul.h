@@ -46,7 +46,9 @@ int sr_matmul_bf16_available(void);
  * quantized to int8 per block of 32 and the 4-bit codes approximated in
  * int8 (matmul_kernels.h documents both); untiled bf16 weights against one
  * column take x rounded to bf16 and vdpbf16ps on CPUs with AVX512_BF16
- * (quant/decode_bf16dot.h); other formats, shapes and CPUs stay exact.
+ * (quant/decode_bf16dot.h), and bf16 weights at prefill (n > 8, tiled or
+ * not) the bf16 prefill of STRATA_PREFILL=bf16 (x rounded to bf16: a bf16
+ * model's numerics upstream); other formats, shapes and CPUs stay exact.
  * The mode is STRATA_KERNELS=exact|int8, read once at the first call,
  * unless sr_matmul_set_mode set it.  A 4-bit matrix with tiles
  * (quant/qtile.h: what sr_model_load makes for a model that runs on the CPU

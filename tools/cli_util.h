@@ -44,9 +44,10 @@ int cli_check_kv_type(const char *cmd, const char *value);
  * (quant/matmul.h), for its usage text. */
 #define CLI_KERNEL_ENV_USAGE \
     "environment (kernels, read once per process):\n" \
-    "  STRATA_KERNELS=int8 4-bit and LLM.int8 matmuls on int8 activations (AVX-512 VNNI):\n" \
-    "                      the fast path, ~2x prefill and 1.3-1.45x decode; logits move\n" \
-    "                      by ~1/10 of NF4's own error (default: exact, f32 activations)\n" \
+    "  STRATA_KERNELS=int8 4-bit and LLM.int8 matmuls on int8 activations (AVX-512 VNNI),\n" \
+    "                      bf16 ones on bf16 activations: the fast path, ~2x prefill and\n" \
+    "                      1.3-1.45x decode; logits move by ~1/10 of NF4's own error\n" \
+    "                      (default: exact, f32 activations)\n" \
     "  STRATA_PREFILL=bf16 prefill GEMMs on bf16-rounded operands (AVX512-BF16)\n"
 
 #endif

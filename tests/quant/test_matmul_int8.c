@@ -8,7 +8,8 @@
  *     refused (-1, y untouched); every shape that can be tiled (4-bit, LLM.int8)
  *     (quant/qtile.h) again from its tiles, against the same bounds for the
  *     matrix the tiles hold (its scales in f16: tile_scaled below, test_qtile);
- *   - sr_matmul dispatch by mode, the STRATA_ISA cap, determinism across
+ *   - sr_matmul dispatch by mode (and the mode's bf16 prefill of bf16
+ *     weights), the STRATA_ISA cap, determinism across
  *     thread counts, allocation failure, non-finite activations.
  *
  * Tolerance, from the quantization error.  Output y = Σ_j s_j t_j x_j
@@ -520,6 +521,60 @@ static void test_mode_dispatch(void **state)
         }
 }
 
+/* The int8 mode's prefill of untiled bf16 weights is the bf16 GEMM
+ * (STRATA_PREFILL=bf16: x rounded to bf16, f32 accumulation), bit for bit;
+ * the exact mode's, and the int8 mode's below AVX-512, the f32 prefill. */
+static void test_bf16_prefill_dispatch(void **state)
+{
+    (void)state;
+    unsetenv("STRATA_ISA");
+    unsetenv("STRATA_PREFILL");
+    const int64_t rows = 40, cols = 320, n = 21;
+    uint16_t *wb = malloc(sizeof *wb * (size_t)(rows * cols));
+    float *wf = random_floats(rows * cols);
+    assert_non_null(wb);
+    for (int64_t i = 0; i < rows * cols; i++) {
+        uint32_t u;
+        memcpy(&u, &wf[i], 4);
+        wb[i] = (uint16_t)(u >> 16);
+    }
+    sr_qmatrix w = {.fmt = SR_W_BF16, .rows = rows, .cols = cols, .data = wb};
+    float *x = random_floats(n * cols);
+    float *y = sentinel_y(n, rows), *y_f32 = sentinel_y(n, rows), *y_bf16 = sentinel_y(n, rows);
+    sr_matmul_prefill(&w, x, n, cols, y_f32, rows, sr_isa_detect());
+    setenv("STRATA_PREFILL", "bf16", 1);
+    sr_matmul_prefill(&w, x, n, cols, y_bf16, rows, sr_isa_detect());
+    unsetenv("STRATA_PREFILL");
+    const int bf16 = sr_isa_detect() == SR_ISA_AVX512 && sr_matmul_bf16_available();
+
+    sr_matmul_set_mode(SR_MATMUL_INT8);
+    sr_matmul(&w, x, n, cols, y, rows);
+    for (int64_t i = 0; i < n * rows; i++)
+        assert_true(same_bits(y[i], bf16 ? y_bf16[i] : y_f32[i]));
+    setenv("STRATA_ISA", "avx2", 1);
+    float *y_avx2 = sentinel_y(n, rows);
+    sr_matmul_prefill(&w, x, n, cols, y_avx2, rows, SR_ISA_AVX2);
+    sr_matmul(&w, x, n, cols, y, rows);
+    unsetenv("STRATA_ISA");
+    for (int64_t i = 0; i < n * rows; i++) assert_true(same_bits(y[i], y_avx2[i]));
+
+    sr_matmul_set_mode(SR_MATMUL_EXACT);
+    sr_matmul(&w, x, n, cols, y, rows);
+    for (int64_t i = 0; i < n * rows; i++) assert_true(same_bits(y[i], y_f32[i]));
+    if (bf16) { /* the two prefills differ: the test tells them apart */
+        int differ = 0;
+        for (int64_t i = 0; i < n * rows; i++) differ |= !same_bits(y_f32[i], y_bf16[i]);
+        assert_true(differ);
+    }
+    free(y_avx2);
+    free(y);
+    free(y_f32);
+    free(y_bf16);
+    free(x);
+    free(wf);
+    free(wb);
+}
+
 static void test_threads_deterministic(void **state)
 {
     (void)state;
@@ -676,6 +731,7 @@ int main(void)
         cmocka_unit_test(test_int8_matches_exact),
         cmocka_unit_test(test_int8_outliers),
         cmocka_unit_test(test_mode_dispatch),
+        cmocka_unit_test(test_bf16_prefill_dispatch),
         cmocka_unit_test(test_threads_deterministic),
         cmocka_unit_test(test_alloc_failure_falls_back),
         cmocka_unit_test(test_nonfinite_activations),
