@@ -31,6 +31,7 @@
  * emulation of their documented arithmetic at 1e-5. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -89,32 +90,43 @@ static float *logits(const sr_model *m, const int32_t *tok, int64_t T, bool step
 
 typedef struct stats { double rms, max; } stats;
 
-static stats diff(const float *a, const float *b, const float *ref_b, int64_t n)
+static stats diff(const float *a, const float *b, int64_t n)
 {
     double ss = 0, mx = 0;
     for (int64_t i = 0; i < n; i++) {
-        const double d = (double)a[i] - (ref_b ? (double)ref_b[i] : (double)b[i]);
+        const double d = (double)a[i] - (double)b[i];
         ss += d * d;
         mx = fmax(mx, fabs(d));
     }
     return (stats){sqrt(ss / (double)n), mx};
 }
 
-static void check_case(const char *model, const format *f, const char *name, sr_model *m,
-                       const case_file *c, double worst[2])
+/* The case's logits under the exact kernels and under the int8 mode, as one
+ * prefill or token by token; the mode is exact again on return. */
+static void both_modes(const sr_model *m, const case_file *c, bool stepwise, float **ex,
+                       float **i8)
 {
-    const int64_t T = c->ids->shape[1], V = m->V;
-    assert_int_equal(c->logits->shape[2], V);
+    const int64_t T = c->ids->shape[1];
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)T);
     assert_non_null(tok);
     for (int64_t i = 0; i < T; i++) tok[i] = (int32_t)((const int64_t *)c->ids->data)[i];
-    const float *g = c->logits->data;
+    sr_matmul_set_mode(SR_MATMUL_EXACT);
+    *ex = logits(m, tok, T, stepwise);
+    sr_matmul_set_mode(SR_MATMUL_INT8);
+    *i8 = logits(m, tok, T, stepwise);
+    sr_matmul_set_mode(SR_MATMUL_EXACT);
+    free(tok);
+}
+
+static void check_case(const char *model, const format *f, const char *name, sr_model *m,
+                       const case_file *c, double worst[2])
+{
+    const int64_t n = c->ids->shape[1] * m->V;
+    assert_int_equal(c->logits->shape[2], m->V);
     for (int stepwise = 0; stepwise < 2; stepwise++) {
-        sr_matmul_set_mode(SR_MATMUL_EXACT);
-        float *ex = logits(m, tok, T, stepwise);
-        sr_matmul_set_mode(SR_MATMUL_INT8);
-        float *i8 = logits(m, tok, T, stepwise);
-        const stats fmt = diff(ex, NULL, g, T * V), k = diff(i8, ex, NULL, T * V);
+        float *ex, *i8;
+        both_modes(m, c, stepwise, &ex, &i8);
+        const stats fmt = diff(ex, c->logits->data, n), k = diff(i8, ex, n);
         const double r_rms = k.rms / fmt.rms, r_max = k.max / fmt.max;
         worst[0] = fmax(worst[0], r_rms);
         worst[1] = fmax(worst[1], r_max);
@@ -126,8 +138,6 @@ static void check_case(const char *model, const format *f, const char *name, sr_
         free(ex);
         free(i8);
     }
-    sr_matmul_set_mode(SR_MATMUL_EXACT);
-    free(tok);
 }
 
 typedef struct model_run {
@@ -173,19 +183,13 @@ static void visit_bf16(const char *name, const char *kind, int64_t prefill_k, co
     (void)prefill_k;
     model_run *r = ctx;
     if (strcmp(kind, "forward") || c->ids->shape[0] != 1 || c->mask) return;
-    const int64_t T = c->ids->shape[1], V = r->m->V;
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)T);
-    assert_non_null(tok);
-    for (int64_t i = 0; i < T; i++) tok[i] = (int32_t)((const int64_t *)c->ids->data)[i];
+    const int64_t n = c->ids->shape[1] * r->m->V;
     for (int stepwise = 0; stepwise < 2; stepwise++) {
-        sr_matmul_set_mode(SR_MATMUL_EXACT);
-        float *ex = logits(r->m, tok, T, stepwise);
-        sr_matmul_set_mode(SR_MATMUL_INT8);
-        float *i8 = logits(r->m, tok, T, stepwise);
-        sr_matmul_set_mode(SR_MATMUL_EXACT);
+        float *ex, *i8;
+        both_modes(r->m, c, stepwise, &ex, &i8);
         double mx = 0;
-        for (int64_t i = 0; i < T * V; i++) mx = fmax(mx, fabs((double)ex[i]));
-        const stats k = diff(i8, ex, NULL, T * V);
+        for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)ex[i]));
+        const stats k = diff(i8, ex, n);
         const double rel = k.max / (1 + mx);
         r->worst[0] = fmax(r->worst[0], rel);
         if (!(rel <= 0.02))
@@ -195,7 +199,6 @@ static void visit_bf16(const char *name, const char *kind, int64_t prefill_k, co
         free(ex);
         free(i8);
     }
-    free(tok);
     r->n++;
 }
 
