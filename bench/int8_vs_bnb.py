@@ -73,11 +73,13 @@ def main():
     a = ap.parse_args()
     exe = os.environ.get("STRATA_EXE") or os.path.join(ROOT, "build", "tools", "strata")
     os.makedirs(a.workdir, exist_ok=True)
-    rng = np.random.default_rng(a.seed)
+    # Models and prompts draw from their own streams: the prompts are the same
+    # whether the models were made now or reused from --workdir.
+    model_rng, rng = np.random.default_rng(a.seed), np.random.default_rng(a.seed + 1)
     rms = lambda v: float(np.sqrt(np.mean(v * v)))
     out = os.path.join(a.workdir, "logits.bin")
     rows = []
-    for kind, src in make_models(a.workdir, rng).items():
+    for kind, src in make_models(a.workdir, model_rng).items():
         ref, _ = models.load_reference(src)
         for fmt, args in FORMATS.items():
             path = f"{src}-{fmt}"
